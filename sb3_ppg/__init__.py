@@ -1,0 +1,11 @@
+import os
+
+from sb3_ppg.common.env_aliases import register_aliases
+from sb3_ppg.ppg import PPG
+
+with open(os.path.join(os.path.dirname(__file__), "version.txt")) as file_handler:
+    __version__ = file_handler.read().strip()
+
+register_aliases()
+
+__all__ = ["PPG", "__version__"]

@@ -1,0 +1,56 @@
+"""
+``LunarLander-v2`` for gymnasium 1.x, which deprecated it and registers only ``LunarLander-v3``.
+
+The alias is registered when :mod:`sb3_ppg` is imported. ``SubprocVecEnv`` workers started with ``spawn`` or
+``forkserver`` import the user's main module, so a script that imports ``sb3_ppg`` sees the alias in its
+workers too.
+"""
+
+import warnings
+from typing import Any
+
+import gymnasium as gym
+
+_warned = False
+
+ALIASES = {
+    "LunarLander-v2": "LunarLander-v3",
+    "LunarLanderContinuous-v2": "LunarLanderContinuous-v3",
+}
+
+
+def make_lunar_lander(**kwargs: Any) -> gym.Env:
+    """
+    Build gymnasium's current LunarLander, with a one-time warning that it has v3 dynamics.
+
+    :param kwargs: passed to ``LunarLander`` (``continuous``, ``enable_wind``, ...)
+    :return: the environment
+    """
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            "LunarLander-v2 is an alias registered by sb3_ppg: gymnasium 1.x only has LunarLander-v3, "
+            "and this environment runs v3 dynamics (wind reset on every reset, determinism fix, wider "
+            "observation bounds). Results are not comparable with gym's v2.",
+            UserWarning,
+            stacklevel=2,
+        )
+    from gymnasium.envs.box2d.lunar_lander import LunarLander
+
+    return LunarLander(**kwargs)
+
+
+def register_aliases() -> None:
+    """Register the v2 ids that gymnasium no longer has, with the settings of their v3 counterparts."""
+    for alias, target in ALIASES.items():
+        if alias in gym.registry:
+            continue
+        spec = gym.spec(target)
+        gym.register(
+            id=alias,
+            entry_point=f"{__name__}:make_lunar_lander",
+            max_episode_steps=spec.max_episode_steps,
+            reward_threshold=spec.reward_threshold,
+            kwargs=dict(spec.kwargs),
+        )

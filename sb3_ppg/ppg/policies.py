@@ -1,0 +1,5 @@
+from sb3_ppg.common.policies import AuxActorCriticCnnPolicy, AuxActorCriticPolicy, MultiInputAuxActorCriticPolicy
+
+MlpPolicy = AuxActorCriticPolicy
+CnnPolicy = AuxActorCriticCnnPolicy
+MultiInputPolicy = MultiInputAuxActorCriticPolicy

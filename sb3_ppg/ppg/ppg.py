@@ -1,0 +1,415 @@
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
+from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
+
+from sb3_ppg.common.buffers import AuxRolloutBuffer, DictAuxRolloutBuffer
+from sb3_ppg.common.distributions import (
+    SUPPORTED_ACTION_SPACES,
+    distribution_from_params,
+    distribution_params,
+    unsupported_action_space,
+)
+from sb3_ppg.common.losses import aux_value_loss, clipped_surrogate_loss, joint_loss, policy_kl, value_loss
+from sb3_ppg.common.policies import AuxActorCriticPolicy
+from sb3_ppg.ppg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+
+SelfPPG = TypeVar("SelfPPG", bound="PPG")
+
+SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+class PPG(OnPolicyAlgorithm):
+    """
+    Phasic Policy Gradient (PPG).
+
+    The policy phase is PPO with disjoint actor and critic: each rollout, ``n_epochs`` epochs of the clipped
+    surrogate on the actor and ``n_value_epochs`` epochs of the value loss on the critic. Every
+    ``n_policy_iterations`` rollouts, the auxiliary phase distils value knowledge into the actor: an aux value
+    head on the actor's latent fits the stored value targets while behaviour cloning (KL to a snapshot of the
+    policy) keeps the policy where it was, and the critic trains again on all stored states.
+
+    Paper: https://arxiv.org/abs/2009.04416
+    Code: https://github.com/openai/phasic-policy-gradient
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy); it must have an aux value head
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate of the policy phase, it can be a function
+        of the current progress remaining (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per rollout
+        (i.e. rollout buffer size is n_steps * n_envs where n_envs is number of environment copies running in parallel)
+    :param batch_size: Minibatch size of the policy phase
+    :param n_epochs: E_pi, number of epochs of the policy loss on each rollout
+    :param n_value_epochs: E_V, number of epochs of the value loss on each rollout (0: the critic trains only in
+        the aux phase)
+    :param n_policy_iterations: N_pi, number of rollouts between two auxiliary phases; the aux buffer holds
+        n_policy_iterations * n_steps * n_envs states
+    :param n_aux_epochs: E_aux, number of epochs over the aux buffer in each auxiliary phase (0: no aux phase)
+    :param aux_batch_size: Minibatch size of the auxiliary phase, at most n_policy_iterations * n_steps * n_envs
+    :param aux_learning_rate: The learning rate of the aux optimizer, a float or a schedule of the progress
+        remaining; None (default) uses ``learning_rate``
+    :param beta_clone: Weight of the behaviour cloning term KL(pi_old || pi) in the aux phase
+    :param normalize_aux_targets: Whether the aux value head fits value targets standardised over the aux buffer.
+        Its loss then has the same scale whatever the reward scale, so it cannot swamp the cloning term;
+        the critic always fits the raw targets.
+    :param gamma: Discount factor
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
+    :param clip_range: Clipping parameter, it can be a function of the current progress
+        remaining (from 1 to 0).
+    :param clip_range_vf: Clipping parameter for the value function in the policy phase,
+        it can be a function of the current progress remaining (from 1 to 0).
+        None (default): no clipping. IMPORTANT: this clipping depends on the reward scaling.
+    :param normalize_advantage: Whether to normalize or not the advantage
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param vf_coef: Value function coefficient for the loss calculation
+    :param max_grad_norm: The maximum value for the gradient clipping, applied to the actor's and the critic's
+        gradients separately
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+        instead of action noise exploration (default: False)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        Default: -1 (only sample at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
+    :param target_kl: Limit the KL divergence between updates of the policy phase; past 1.5 * target_kl the
+        policy epochs of this rollout stop (the value epochs go on). By default, there is no limit.
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used), 2 for
+        debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+        Setting it to auto, the code will be run on the GPU if possible.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: AuxActorCriticPolicy
+    aux_buffer: AuxRolloutBuffer
+
+    def __init__(
+        self,
+        policy: str | type[AuxActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        n_steps: int = 2048,
+        batch_size: int = 64,
+        n_epochs: int = 4,
+        n_value_epochs: int = 4,
+        n_policy_iterations: int = 8,
+        n_aux_epochs: int = 6,
+        aux_batch_size: int = 256,
+        aux_learning_rate: float | Schedule | None = None,
+        beta_clone: float = 1.0,
+        normalize_aux_targets: bool = True,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        clip_range: float | Schedule = 0.2,
+        clip_range_vf: float | Schedule | None = None,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        target_kl: float | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        _check_at_least("n_epochs", n_epochs, 1)
+        _check_at_least("n_value_epochs", n_value_epochs, 0)
+        _check_at_least("n_policy_iterations", n_policy_iterations, 1)
+        _check_at_least("n_aux_epochs", n_aux_epochs, 0)
+        _check_at_least("aux_batch_size", aux_batch_size, 1)
+        _check_at_least("n_steps", n_steps, 1)
+        _check_at_least("batch_size", batch_size, 2 if normalize_advantage else 1)
+        if not beta_clone >= 0:
+            raise ValueError(f"beta_clone must be >= 0, got {beta_clone}")
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            _init_setup_model=False,
+        )
+        self.batch_size = batch_size
+        self.n_epochs = n_epochs
+        self.n_value_epochs = n_value_epochs
+        self.n_policy_iterations = n_policy_iterations
+        self.n_aux_epochs = n_aux_epochs
+        self.aux_batch_size = aux_batch_size
+        self.aux_learning_rate = aux_learning_rate
+        self.beta_clone = beta_clone
+        self.normalize_aux_targets = normalize_aux_targets
+        self.clip_range = clip_range
+        self.clip_range_vf = clip_range_vf
+        self.normalize_advantage = normalize_advantage
+        self.target_kl = target_kl
+        self._n_aux_phases = 0
+        self._n_aux_updates = 0
+
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        self._check_spaces_and_policy()
+        super()._setup_model()
+
+        self.clip_range = FloatSchedule(self.clip_range)
+        if self.clip_range_vf is not None:
+            if isinstance(self.clip_range_vf, (float, int)) and not self.clip_range_vf > 0:
+                raise ValueError(f"clip_range_vf must be > 0, or None to disable value clipping; got {self.clip_range_vf}")
+            self.clip_range_vf = FloatSchedule(self.clip_range_vf)
+        aux_learning_rate = self.learning_rate if self.aux_learning_rate is None else self.aux_learning_rate
+        self.aux_lr_schedule = FloatSchedule(aux_learning_rate)
+
+        aux_buffer_class = DictAuxRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else AuxRolloutBuffer
+        self.aux_buffer = aux_buffer_class(
+            self.n_policy_iterations * self.n_steps,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            n_envs=self.n_envs,
+        )
+        aux_capacity = self.aux_buffer.buffer_size * self.n_envs
+        if self.aux_batch_size > aux_capacity:
+            raise ValueError(
+                f"aux_batch_size must be between 1 and the aux buffer size "
+                f"n_policy_iterations * n_steps * n_envs = {self.n_policy_iterations} * {self.n_steps} * {self.n_envs} "
+                f"= {aux_capacity}; got {self.aux_batch_size}"
+            )
+
+    def _check_spaces_and_policy(self) -> None:
+        if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, AuxActorCriticPolicy)):
+            raise ValueError(
+                f"PPG needs a policy with an auxiliary value head: a subclass of AuxActorCriticPolicy "
+                f"(aliases: {', '.join(self.policy_aliases)}); got {self.policy_class}"
+            )
+        if not isinstance(self.action_space, SUPPORTED_ACTION_SPACES):
+            raise unsupported_action_space(self.action_space)
+        observation_spaces = (
+            self.observation_space.spaces.values()
+            if isinstance(self.observation_space, spaces.Dict)
+            else [self.observation_space]
+        )
+        for observation_space in observation_spaces:
+            if not isinstance(observation_space, SUPPORTED_OBSERVATION_SPACES):
+                allowed = ", ".join(space.__name__ for space in SUPPORTED_OBSERVATION_SPACES)
+                raise ValueError(
+                    f"PPG does not support the observation space {observation_space}; "
+                    f"the allowed observation spaces are {allowed}, or a Dict of them"
+                )
+
+    def train(self) -> None:
+        """
+        Run the policy phase on the rollout just collected, then the auxiliary phase if this rollout
+        completes N_pi of them.
+        """
+        # Copy before the policy phase: RolloutBuffer.get() flattens the buffer in place
+        self.aux_buffer.add_rollout(self.rollout_buffer)
+        self._train_policy_phase()
+        if self.aux_buffer.full:
+            if self.n_aux_epochs > 0:
+                self._train_aux_phase()
+            self.aux_buffer.reset()
+
+    def _train_policy_phase(self) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        progress = self._current_progress_remaining
+        clip_range = self.clip_range(progress)  # type: ignore[operator]
+        clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(progress)  # type: ignore[operator]
+
+        entropy_losses: list[float] = []
+        pg_losses: list[float] = []
+        value_losses: list[float] = []
+        clip_fractions: list[float] = []
+        approx_kl_divs: list[float] = []
+
+        policy_active = True
+        for epoch in range(max(self.n_epochs, self.n_value_epochs)):
+            policy_active = policy_active and epoch < self.n_epochs
+            value_active = epoch < self.n_value_epochs
+            if not (policy_active or value_active):
+                break
+            for rollout_data in self.rollout_buffer.get(self.batch_size):
+                loss = th.zeros((), device=self.device)
+                if policy_active:
+                    values, pg_loss, entropy_loss, approx_kl_div, clip_fraction = self._policy_losses(rollout_data, clip_range)
+                    approx_kl_divs.append(approx_kl_div)
+                    if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
+                        policy_active = False
+                        if self.verbose >= 1:
+                            print(f"Early stopping of the policy epochs at epoch {epoch}: approx_kl {approx_kl_div:.2f}")
+                    else:
+                        pg_losses.append(self._checked("policy", "policy_gradient_loss", pg_loss))
+                        entropy_losses.append(self._checked("policy", "entropy_loss", entropy_loss))
+                        clip_fractions.append(clip_fraction)
+                        loss = loss + pg_loss + self.ent_coef * entropy_loss
+                elif value_active:
+                    values = self.policy.predict_values(rollout_data.observations).flatten()
+                if value_active:
+                    critic_loss = value_loss(values, rollout_data.returns, rollout_data.old_values, clip_range_vf)
+                    value_losses.append(self._checked("policy", "value_loss", critic_loss))
+                    loss = loss + self.vf_coef * critic_loss
+                if loss.requires_grad:
+                    self._optimizer_step(self.policy.optimizer, loss)
+            self._n_updates += 1
+
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        for key, values_logged in (
+            ("entropy_loss", entropy_losses),
+            ("policy_gradient_loss", pg_losses),
+            ("value_loss", value_losses),
+            ("approx_kl", approx_kl_divs),
+            ("clip_fraction", clip_fractions),
+        ):
+            if values_logged:
+                self.logger.record(f"train/{key}", np.mean(values_logged))
+        self.logger.record("train/explained_variance", explained_var)
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)
+
+    def _policy_losses(
+        self, rollout_data: RolloutBufferSamples, clip_range: float
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, float, float]:
+        """
+        :return: values, policy gradient loss, entropy loss, approximate KL and clip fraction of one minibatch
+        """
+        actions = rollout_data.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = actions.long().flatten()
+        values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+        advantages = rollout_data.advantages
+        if self.normalize_advantage and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        pg_loss = clipped_surrogate_loss(advantages, log_prob, rollout_data.old_log_prob, clip_range)
+        # Without an analytic entropy, estimate it from the log probabilities
+        entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+        with th.no_grad():
+            # Schulman's estimator of KL(old || new), for early stopping and logging only
+            log_ratio = log_prob - rollout_data.old_log_prob
+            approx_kl_div = th.mean(th.exp(log_ratio) - 1 - log_ratio).item()
+            clip_fraction = th.mean((th.abs(th.exp(log_ratio) - 1) > clip_range).float()).item()
+        return values.flatten(), pg_loss, entropy_loss, approx_kl_div, clip_fraction
+
+    def _train_aux_phase(self) -> None:
+        self.policy.set_training_mode(True)
+        aux_learning_rate = self.aux_lr_schedule(self._current_progress_remaining)
+        update_learning_rate(self.policy.aux_optimizer, aux_learning_rate)
+        # Snapshot in the same mode as the aux epochs, so the first minibatch starts at KL == 0
+        self.aux_buffer.snapshot(lambda obs: distribution_params(self.policy.get_distribution(obs)), self.aux_batch_size)
+        target_mean, target_std = self.aux_buffer.returns_mean_std() if self.normalize_aux_targets else (0.0, 1.0)
+
+        aux_value_losses: list[float] = []
+        aux_kls: list[float] = []
+        aux_critic_losses: list[float] = []
+        for _ in range(self.n_aux_epochs):
+            for aux_data in self.aux_buffer.get(self.aux_batch_size):
+                distribution, aux_values, values = self.policy.evaluate_aux(aux_data.observations)
+                old_distribution = distribution_from_params(self.action_space, aux_data.old_distribution_params)
+                kl = policy_kl(old_distribution, distribution).mean()
+                aux_targets = (aux_data.returns - target_mean) / (target_std + 1e-8)
+                aux_loss = aux_value_loss(aux_values, aux_targets)
+                critic_loss = value_loss(values, aux_data.returns)
+                aux_kls.append(self._checked("aux", "aux_kl", kl))
+                aux_value_losses.append(self._checked("aux", "aux_value_loss", aux_loss))
+                aux_critic_losses.append(self._checked("aux", "aux_critic_loss", critic_loss))
+                actor_loss = joint_loss(aux_loss, kl, self.beta_clone)
+                self._optimizer_step(self.policy.aux_optimizer, actor_loss + self.vf_coef * critic_loss)
+                self._n_aux_updates += 1
+        self._n_aux_phases += 1
+
+        self.logger.record("train/aux_learning_rate", aux_learning_rate)
+        self.logger.record("train/aux_value_loss", np.mean(aux_value_losses))
+        self.logger.record("train/aux_kl", np.mean(aux_kls))
+        self.logger.record("train/aux_critic_loss", np.mean(aux_critic_losses))
+        self.logger.record("train/aux_n_updates", self._n_aux_updates, exclude="tensorboard")
+        self.logger.record("train/n_aux_phases", self._n_aux_phases, exclude="tensorboard")
+
+    def _optimizer_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
+        optimizer.zero_grad()
+        loss.backward()
+        # Clip actor and critic apart, so a large value gradient cannot shrink the policy's step
+        th.nn.utils.clip_grad_norm_(self.policy.actor_parameters, self.max_grad_norm)
+        th.nn.utils.clip_grad_norm_(self.policy.critic_parameters, self.max_grad_norm)
+        optimizer.step()
+
+    @staticmethod
+    def _checked(phase: str, name: str, loss: th.Tensor) -> float:
+        """The loss as a float for logging; a NaN or inf stops training before it reaches the weights."""
+        value = loss.item()
+        if not np.isfinite(value):
+            raise RuntimeError(
+                f"PPG {phase} phase: {name} is {value}. Training stopped before the optimizer step, "
+                "so the weights are still finite. Check the rewards and observations for NaN/inf, "
+                "or lower the learning rate."
+            )
+        return value
+
+    def learn(
+        self: SelfPPG,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "PPG",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPPG:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+    def _excluded_save_params(self) -> list[str]:
+        # The aux buffer can hold millions of states: never pickle it into a save
+        return [*super()._excluded_save_params(), "aux_buffer"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer", "policy.aux_optimizer"], []
+
+
+def _check_at_least(name: str, value: int, minimum: int) -> None:
+    if not (isinstance(value, (int, np.integer)) and value >= minimum):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
