@@ -332,7 +332,11 @@ class PPG(OnPolicyAlgorithm):
 
     def _train_aux_phase(self) -> None:
         self.policy.set_training_mode(True)
-        aux_learning_rate = self.aux_lr_schedule(self._current_progress_remaining)
+        # Progress at the start of the last rollout: with the progress after it, a schedule that ends at 0
+        # would give the final aux phase of a run a learning rate of 0
+        rollout_size = self.n_steps * self.n_envs
+        progress = min(1.0, self._current_progress_remaining + rollout_size / max(self._total_timesteps, 1))
+        aux_learning_rate = self.aux_lr_schedule(progress)
         update_learning_rate(self.policy.aux_optimizer, aux_learning_rate)
         # Snapshot in the same mode as the aux epochs, so the first minibatch starts at KL == 0
         self.aux_buffer.snapshot(lambda obs: distribution_params(self.policy.get_distribution(obs)), self.aux_batch_size)
