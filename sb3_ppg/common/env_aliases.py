@@ -3,10 +3,12 @@
 
 The alias is registered when :mod:`sb3_ppg` is imported. ``SubprocVecEnv`` workers started with ``spawn`` or
 ``forkserver`` import the user's main module, so a script that imports ``sb3_ppg`` sees the alias in its
-workers too.
+workers too; the forkserver also preloads this module, for sessions without a main script (notebooks, pytest).
+Where neither applies, ``"sb3_ppg:LunarLander-v2"`` makes gymnasium import ``sb3_ppg`` first.
 """
 
 import warnings
+from multiprocessing import forkserver
 from typing import Any
 
 import gymnasium as gym
@@ -41,6 +43,14 @@ def make_lunar_lander(**kwargs: Any) -> gym.Env:
     return LunarLander(**kwargs)
 
 
+def _preload_in_forkserver() -> None:
+    # Keep what the user set (by default only "__main__"); the forkserver starts lazily, so this is cheap
+    server = getattr(forkserver, "_forkserver", None)
+    modules = list(getattr(server, "_preload_modules", ["__main__"]))
+    if __name__ not in modules:
+        forkserver.set_forkserver_preload([*modules, __name__])
+
+
 def register_aliases() -> None:
     """Register the v2 ids that gymnasium no longer has, with the settings of their v3 counterparts."""
     for alias, target in ALIASES.items():
@@ -54,3 +64,4 @@ def register_aliases() -> None:
             reward_threshold=spec.reward_threshold,
             kwargs=dict(spec.kwargs),
         )
+    _preload_in_forkserver()

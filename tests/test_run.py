@@ -1,0 +1,160 @@
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
+
+from sb3_ppg import PPG
+from tests.conftest import SMALL
+
+
+def test_the_readme_line_runs_on_lunar_lander_v2():
+    with pytest.warns(UserWarning, match="v3 dynamics"):
+        model = PPG("MlpPolicy", "LunarLander-v2", verbose=1, **SMALL)
+    model.learn(2 * 64)
+    assert model._n_aux_phases == 1
+    mean_return, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=1)
+    assert np.isfinite(mean_return)
+
+
+def test_defaults_run():
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0)
+    capacity = model.n_policy_iterations * model.n_steps * model.n_envs
+    assert model.aux_buffer.buffer_size * model.n_envs == capacity
+    model.learn(model.n_steps)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(n_epochs=1, n_value_epochs=3),
+        dict(n_epochs=3, n_value_epochs=1),
+        dict(n_value_epochs=0),
+        dict(n_policy_iterations=1, aux_batch_size=16),
+        dict(clip_range_vf=0.2),
+        dict(target_kl=1e-6),
+        dict(normalize_advantage=False),
+        dict(normalize_aux_targets=False),
+        dict(beta_clone=0.0),
+        dict(learning_rate=LinearSchedule(1e-3, 1e-4, 1.0), clip_range=LinearSchedule(0.3, 0.1, 1.0)),
+        dict(policy_kwargs=dict(share_features_extractor=True)),
+        dict(policy_kwargs=dict(net_arch=dict(pi=[16], vf=[32, 32]))),
+    ],
+)
+def test_run_variants(kwargs):
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **{**SMALL, **kwargs})
+    model.learn(4 * 64)
+    assert model.num_timesteps == 4 * 64
+    assert model._n_aux_phases == 4 // model.n_policy_iterations
+    for param in model.policy.parameters():
+        assert th.isfinite(param).all()
+
+
+def test_value_epochs_run_apart_from_policy_epochs():
+    # E_V > E_pi: the extra epochs must train the critic and leave the actor alone
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **dict(SMALL, n_epochs=1, n_value_epochs=3, n_policy_iterations=4))
+    model.learn(64)
+    actor = [p.detach().clone() for p in model.policy.actor_parameters]
+    critic = [p.detach().clone() for p in model.policy.critic_parameters]
+    calls = {"evaluate_actions": 0, "predict_values": 0}
+    original_train = model.train
+
+    def counting_train():
+        # count the forward passes of the training phases only, not those of rollout collection
+        for name in calls:
+            original = getattr(model.policy, name)
+
+            def counted(*args, _name=name, _original=original):
+                calls[_name] += 1
+                return _original(*args)
+
+            setattr(model.policy, name, counted)
+        original_train()
+
+    model.train = counting_train
+    model.learn(64, reset_num_timesteps=False)
+    minibatches = 64 // 32
+    assert calls == {"evaluate_actions": minibatches, "predict_values": 2 * minibatches}
+    assert any(not th.equal(a, b) for a, b in zip(actor, model.policy.actor_parameters))
+    assert any(not th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters))
+
+
+def test_value_epochs_zero_leave_the_critic_to_the_aux_phase():
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **dict(SMALL, n_value_epochs=0, n_policy_iterations=4))
+    critic = [p.detach().clone() for p in model.policy.critic_parameters]
+    model.learn(64)
+    assert all(th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters))
+
+
+def test_target_kl_stops_policy_epochs_not_value_epochs():
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **dict(SMALL, n_epochs=5, n_policy_iterations=4, target_kl=1e-9))
+    model.learn(64)
+    actor = [p.detach().clone() for p in model.policy.actor_parameters]
+    critic = [p.detach().clone() for p in model.policy.critic_parameters]
+    model.learn(64, reset_num_timesteps=False)
+    # After the first minibatch the actor stops; the critic keeps training
+    assert any(not th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters))
+    n_changed = sum(not th.equal(a, b) for a, b in zip(actor, model.policy.actor_parameters))
+    assert n_changed > 0  # the very first minibatch has KL 0 and still steps
+
+
+def test_gsde():
+    model = PPG("MlpPolicy", "Pendulum-v1", seed=0, use_sde=True, sde_sample_freq=4, **SMALL)
+    model.learn(2 * 64)
+    assert model._n_aux_phases == 1
+
+
+SUBPROC_SCRIPT = """
+import sb3_ppg
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import SubprocVecEnv
+
+if __name__ == "__main__":
+    env = make_vec_env("LunarLander-v2", n_envs=2, vec_env_cls=SubprocVecEnv, vec_env_kwargs=dict(start_method="{method}"))
+    print("obs shape", env.reset().shape)
+    env.close()
+"""
+
+
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_subproc_workers_of_a_user_script_see_the_v2_alias(tmp_path, start_method):
+    script = tmp_path / "train.py"
+    script.write_text(SUBPROC_SCRIPT.format(method=start_method))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "obs shape (2, 8)" in result.stdout
+
+
+def test_subproc_workers_see_the_v2_alias_without_a_main_script():
+    # Under pytest the main module does not import sb3_ppg: forkserver preloads the alias module,
+    # and spawn needs gymnasium's "module:id" form
+    for start_method, env_id in (("forkserver", "LunarLander-v2"), ("spawn", "sb3_ppg:LunarLander-v2")):
+        env = make_vec_env(env_id, n_envs=2, vec_env_cls=SubprocVecEnv, vec_env_kwargs=dict(start_method=start_method))
+        try:
+            model = PPG("MlpPolicy", env, seed=0, **SMALL)
+            model.learn(2 * 64 * 2)
+            assert model._n_aux_phases == 1
+        finally:
+            env.close()
+
+
+def test_vec_normalize():
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0), norm_obs=True, norm_reward=True)
+    model = PPG("MlpPolicy", env, seed=0, **SMALL)
+    model.learn(2 * 64 * 2)
+    assert model._n_aux_phases == 1
+    assert env.obs_rms.count > 1
+
+
+def test_lunar_lander_v2_alias_is_v3():
+    env = gym.make("LunarLander-v2")
+    assert env.spec.max_episode_steps == gym.spec("LunarLander-v3").max_episode_steps
+    assert type(env.unwrapped).__name__ == "LunarLander"
+    continuous = gym.make("LunarLanderContinuous-v2")
+    assert isinstance(continuous.action_space, gym.spaces.Box)
