@@ -1,0 +1,65 @@
+"""Bad input gets a clear error naming the argument and the allowed values."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_ppg import PPG
+from tests.conftest import SMALL
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(n_policy_iterations=0), "n_policy_iterations must be an integer >= 1, got 0"),
+        (dict(n_policy_iterations=2.5), "n_policy_iterations must be an integer >= 1, got 2.5"),
+        (dict(n_epochs=0), "n_epochs must be an integer >= 1, got 0"),
+        (dict(n_value_epochs=-1), "n_value_epochs must be an integer >= 0, got -1"),
+        (dict(n_aux_epochs=-1), "n_aux_epochs must be an integer >= 0, got -1"),
+        (dict(aux_batch_size=0), "aux_batch_size must be an integer >= 1, got 0"),
+        (dict(beta_clone=-0.1), "beta_clone must be >= 0, got -0.1"),
+        (dict(beta_clone=float("nan")), "beta_clone must be >= 0, got nan"),
+        (dict(batch_size=1), "batch_size must be an integer >= 2"),
+        (dict(clip_range_vf=0.0), "clip_range_vf must be > 0, or None"),
+        (
+            dict(aux_batch_size=129),
+            r"aux_batch_size must be between 1 and the aux buffer size n_policy_iterations \* n_steps \* n_envs = "
+            r"2 \* 64 \* 1 = 128; got 129",
+        ),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PPG("MlpPolicy", "CartPole-v1", **{**SMALL, **kwargs})
+
+
+def test_policy_without_aux_head_is_refused():
+    with pytest.raises(ValueError, match="auxiliary value head.*AuxActorCriticPolicy.*MlpPolicy"):
+        PPG(ActorCriticPolicy, "CartPole-v1", **SMALL)
+
+
+class NaNRewardEnv(gym.Wrapper):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, float("nan"), terminated, truncated, info
+
+
+def test_non_finite_loss_stops_training_before_the_weights_break():
+    model = PPG("MlpPolicy", NaNRewardEnv(gym.make("CartPole-v1")), seed=0, **SMALL)
+    with pytest.raises(RuntimeError, match="PPG policy phase: .* is nan"):
+        model.learn(64)
+    for param in model.policy.parameters():
+        assert th.isfinite(param).all()
+
+
+def test_non_finite_aux_loss_names_the_aux_phase():
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    model.learn(64)
+    # Corrupt one stored value target: only the aux phase reads it
+    model.aux_buffer.returns[:] = np.nan
+    with pytest.raises(RuntimeError, match="PPG aux phase: aux_value_loss is nan"):
+        model.learn(64, reset_num_timesteps=False)
+    for param in model.policy.parameters():
+        assert th.isfinite(param).all()
