@@ -2,18 +2,52 @@
 Train PPG from the command line: progress bar, periodic evaluation, a final evaluation and a saved model.
 
     python -m sb3_ppg --env LunarLander-v2 --timesteps 1000000 --seed 0
+
+Hyperparameters come from the env's entry in the packaged ``hyperparams/ppg.yml`` (the RL Zoo's format), or from
+PPG's defaults for an env without one.
 """
 
 import argparse
 import os
 from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import yaml
+from stable_baselines3.common.utils import LinearSchedule
+from torch import nn
 
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
 from sb3_ppg.ppg import PPG
+
+
+# Keys of a zoo entry that describe the environment rather than PPG's constructor
+ENV_KEYS = ("n_envs", "n_timesteps", "normalize", "policy")
+
+
+def load_config(env_id: str) -> dict[str, Any]:
+    """
+    The env's entry of the packaged ``ppg.yml``, with ``lin_<x>`` schedules and ``policy_kwargs`` strings converted
+    as the RL Zoo does.
+
+    :param env_id: gymnasium environment id
+    :return: the entry, or an empty dict when the file has none for this env
+    """
+    text = resources.files("sb3_ppg").joinpath("hyperparams/ppg.yml").read_text()
+    config = dict(yaml.safe_load(text).get(env_id) or {})
+    for key, value in config.items():
+        if isinstance(value, str) and value.startswith("lin_"):
+            config[key] = LinearSchedule(float(value[len("lin_") :]), 0.0, 1.0)
+    if isinstance(config.get("policy_kwargs"), str):
+        # The zoo writes policy_kwargs as Python, e.g. "dict(activation_fn=nn.ReLU)"
+        config["policy_kwargs"] = eval(config["policy_kwargs"], {"nn": nn, "dict": dict})
+    if isinstance(config.get("normalize"), str):
+        config["normalize"] = eval(config["normalize"], {})
+    return config
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -21,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--env", default="LunarLander-v2", help="gymnasium environment id")
     parser.add_argument("--timesteps", type=int, default=1_000_000, help="environment steps to train for")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the model and the environments")
-    parser.add_argument("--n-envs", type=int, default=16, help="parallel environments (in one process)")
+    parser.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: the env's entry, or 1)")
     parser.add_argument("--eval-freq", type=int, default=25_000, help="evaluate every this many environment steps")
     parser.add_argument("--eval-episodes", type=int, default=20, help="deterministic episodes per evaluation")
     parser.add_argument("--save-path", default=None, help="where to save the model (default: ppg_<env>.zip)")
@@ -29,7 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--verbose", type=int, default=0, help="SB3 verbosity of the model (0, 1 or 2)")
     args = parser.parse_args(argv)
     for name in ("timesteps", "n_envs", "eval_freq", "eval_episodes"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return args
 
@@ -43,22 +77,32 @@ def main(argv: Sequence[str] | None = None) -> float:
     """
     args = parse_args(argv)
     save_path = args.save_path or f"ppg_{args.env}"
-    env = VecNormalize(make_vec_env(args.env, n_envs=args.n_envs, seed=args.seed), norm_obs=False, norm_reward=True)
-    # Evaluation on raw rewards, with its own seed, and the training env's statistics
-    eval_env = VecNormalize(
-        make_vec_env(args.env, n_envs=1, seed=args.seed + 10_000), training=False, norm_obs=False, norm_reward=False
-    )
-    model = PPG("MlpPolicy", env, seed=args.seed, verbose=args.verbose)
+    config = load_config(args.env)
+    hyperparams = {key: value for key, value in config.items() if key not in ENV_KEYS}
+    n_envs = args.n_envs or config.get("n_envs", 1)
+    normalize = config.get("normalize", False)
+    normalize_kwargs = normalize if isinstance(normalize, dict) else {}
+    env = make_vec_env(args.env, n_envs=n_envs, seed=args.seed)
+    # Evaluation sees raw rewards, with its own seed; its observation statistics follow the training env's
+    eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed + 10_000)
+    if normalize:
+        env = VecNormalize(env, **normalize_kwargs)
+        eval_env = VecNormalize(eval_env, training=False, norm_obs=normalize_kwargs.get("norm_obs", True), norm_reward=False)
+    model = PPG(config.get("policy", "MlpPolicy"), env, seed=args.seed, verbose=args.verbose, **hyperparams)
+    print(f"Training PPG on {args.env} for {args.timesteps} steps with {n_envs} envs; hyperparameters: {hyperparams}")
     eval_callback = EvalCallback(
         eval_env,
         n_eval_episodes=args.eval_episodes,
-        eval_freq=max(args.eval_freq // args.n_envs, 1),
+        eval_freq=max(args.eval_freq // n_envs, 1),
         verbose=1,
     )
     model.learn(args.timesteps, callback=eval_callback, progress_bar=not args.no_progress_bar)
+    sync_envs_normalization(env, eval_env)
     mean_return, std_return = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True)
     print(f"Final evaluation on {args.env}: {mean_return:.1f} +/- {std_return:.1f} over {args.eval_episodes} episodes")
     model.save(save_path)
-    env.save(f"{os.path.splitext(save_path)[0]}_vecnormalize.pkl")
-    print(f"Saved the model to {save_path}.zip and its VecNormalize statistics next to it")
+    print(f"Saved the model to {save_path}.zip")
+    if isinstance(env, VecNormalize):
+        env.save(f"{os.path.splitext(save_path)[0]}_vecnormalize.pkl")
+        print(f"Saved the VecNormalize statistics to {os.path.splitext(save_path)[0]}_vecnormalize.pkl")
     return float(mean_return)  # type: ignore[arg-type]

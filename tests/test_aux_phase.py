@@ -142,9 +142,7 @@ def test_value_targets_keep_truncation_bootstrap():
 
 def test_aux_learning_rate_follows_its_schedule_and_is_not_zero_at_the_end():
     lrs = []
-    model = PPG(
-        "MlpPolicy", "CartPole-v1", seed=0, aux_learning_rate=LinearSchedule(1e-3, 0.0, 1.0), **SMALL
-    )
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, aux_learning_rate=LinearSchedule(1e-3, 0.0, 1.0), **SMALL)
     original = model._train_aux_phase
 
     def wrapped():

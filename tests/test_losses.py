@@ -109,5 +109,5 @@ def test_snapshot_round_trip_is_a_fresh_object(action_space):
 
 
 def test_unsupported_action_space_is_named():
-    with pytest.raises(ValueError, match="Tuple.*allowed action spaces are Box, Discrete, MultiDiscrete, MultiBinary"):
+    with pytest.raises(ValueError, match=r"Tuple.*allowed action spaces are Box, Discrete, MultiDiscrete, MultiBinary"):
         distribution_params_dim(spaces.Tuple([spaces.Discrete(2)]))

@@ -36,19 +36,19 @@ def test_bad_arguments(kwargs, message):
 
 
 def test_policy_without_aux_head_is_refused():
-    with pytest.raises(ValueError, match="auxiliary value head.*AuxActorCriticPolicy.*MlpPolicy"):
+    with pytest.raises(ValueError, match=r"auxiliary value head.*AuxActorCriticPolicy.*MlpPolicy"):
         PPG(ActorCriticPolicy, "CartPole-v1", **SMALL)
 
 
 class NaNRewardEnv(gym.Wrapper):
     def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        obs, _reward, terminated, truncated, info = self.env.step(action)
         return obs, float("nan"), terminated, truncated, info
 
 
 def test_non_finite_loss_stops_training_before_the_weights_break():
     model = PPG("MlpPolicy", NaNRewardEnv(gym.make("CartPole-v1")), seed=0, **SMALL)
-    with pytest.raises(RuntimeError, match="PPG policy phase: .* is nan"):
+    with pytest.raises(RuntimeError, match=r"PPG policy phase: .* is nan"):
         model.learn(64)
     for param in model.policy.parameters():
         assert th.isfinite(param).all()

@@ -81,15 +81,15 @@ def test_value_epochs_run_apart_from_policy_epochs():
     model.learn(64, reset_num_timesteps=False)
     minibatches = 64 // 32
     assert calls == {"evaluate_actions": minibatches, "predict_values": 2 * minibatches}
-    assert any(not th.equal(a, b) for a, b in zip(actor, model.policy.actor_parameters))
-    assert any(not th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters))
+    assert any(not th.equal(a, b) for a, b in zip(actor, model.policy.actor_parameters, strict=True))
+    assert any(not th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters, strict=True))
 
 
 def test_value_epochs_zero_leave_the_critic_to_the_aux_phase():
     model = PPG("MlpPolicy", "CartPole-v1", seed=0, **dict(SMALL, n_value_epochs=0, n_policy_iterations=4))
     critic = [p.detach().clone() for p in model.policy.critic_parameters]
     model.learn(64)
-    assert all(th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters))
+    assert all(th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters, strict=True))
 
 
 def test_target_kl_stops_policy_epochs_not_value_epochs():
@@ -99,8 +99,8 @@ def test_target_kl_stops_policy_epochs_not_value_epochs():
     critic = [p.detach().clone() for p in model.policy.critic_parameters]
     model.learn(64, reset_num_timesteps=False)
     # After the first minibatch the actor stops; the critic keeps training
-    assert any(not th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters))
-    n_changed = sum(not th.equal(a, b) for a, b in zip(actor, model.policy.actor_parameters))
+    assert any(not th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters, strict=True))
+    n_changed = sum(not th.equal(a, b) for a, b in zip(actor, model.policy.actor_parameters, strict=True))
     assert n_changed > 0  # the very first minibatch has KL 0 and still steps
 
 

@@ -59,5 +59,18 @@ def test_policy_only_save_load_mlp(tmp_path):
     model.learn(64)
     model.policy.save(tmp_path / "policy.pth")
     policy = AuxActorCriticPolicy.load(tmp_path / "policy.pth")
-    for (name, a), b in zip(model.policy.state_dict().items(), policy.state_dict().values()):
+    for (name, a), b in zip(model.policy.state_dict().items(), policy.state_dict().values(), strict=True):
         assert th.equal(a, b), name
+
+
+def test_the_readme_example_runs_as_typed(tmp_path, monkeypatch):
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    monkeypatch.chdir(tmp_path)
+    model = PPG("MlpPolicy", "LunarLander-v2", **SMALL)
+    model.learn(total_timesteps=128, progress_bar=True)
+    model.save("ppg_lander")
+    model = PPG.load("ppg_lander")
+    mean_reward, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=1)
+    assert np.isfinite(mean_reward)
+    assert model.get_env().envs[0].spec.id == "LunarLander-v2"

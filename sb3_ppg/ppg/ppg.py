@@ -1,9 +1,13 @@
+import io
+import pathlib
+import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
@@ -165,6 +169,14 @@ class PPG(OnPolicyAlgorithm):
             seed=seed,
             _init_setup_model=False,
         )
+        if self.env is not None:
+            rollout_size = self.env.num_envs * n_steps
+            if rollout_size % batch_size > 0:
+                warnings.warn(
+                    f"You have specified a mini-batch size of {batch_size}, but because the rollout buffer is of size "
+                    f"n_steps * n_envs = {rollout_size}, every epoch ends with a truncated mini-batch of size "
+                    f"{rollout_size % batch_size}. We recommend a batch_size that is a factor of n_steps * n_envs."
+                )
         self.batch_size = batch_size
         self.n_epochs = n_epochs
         self.n_value_epochs = n_value_epochs
@@ -180,6 +192,8 @@ class PPG(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self._n_aux_phases = 0
         self._n_aux_updates = 0
+        # Kept so that ``PPG.load(path)`` can rebuild an env given by its id, as in ``PPG("MlpPolicy", "CartPole-v1")``
+        self.env_id = env if isinstance(env, str) else None
 
         if _init_setup_model:
             self._setup_model()
@@ -211,6 +225,9 @@ class PPG(OnPolicyAlgorithm):
                 f"n_policy_iterations * n_steps * n_envs = {self.n_policy_iterations} * {self.n_steps} * {self.n_envs} "
                 f"= {aux_capacity}; got {self.aux_batch_size}"
             )
+
+    def _maybe_recommend_cpu(self, mlp_class_name: str = AuxActorCriticPolicy.__name__) -> None:
+        super()._maybe_recommend_cpu(mlp_class_name)
 
     def _check_spaces_and_policy(self) -> None:
         if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, AuxActorCriticPolicy)):
@@ -259,6 +276,7 @@ class PPG(OnPolicyAlgorithm):
         clip_fractions: list[float] = []
         approx_kl_divs: list[float] = []
 
+        last_loss = float("nan")
         policy_active = True
         for epoch in range(max(self.n_epochs, self.n_value_epochs)):
             policy_active = policy_active and epoch < self.n_epochs
@@ -287,6 +305,7 @@ class PPG(OnPolicyAlgorithm):
                     loss = loss + self.vf_coef * critic_loss
                 if loss.requires_grad:
                     self._optimizer_step(self.policy.optimizer, loss)
+                    last_loss = loss.item()
             self._n_updates += 1
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
@@ -299,6 +318,7 @@ class PPG(OnPolicyAlgorithm):
         ):
             if values_logged:
                 self.logger.record(f"train/{key}", np.mean(values_logged))
+        self.logger.record("train/loss", last_loss)
         self.logger.record("train/explained_variance", explained_var)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
@@ -405,6 +425,38 @@ class PPG(OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfPPG],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfPPG:
+        """
+        Load the model from a zip-file, as SB3's ``load``. One difference: a model that was created from an env id
+        (``PPG("MlpPolicy", "LunarLander-v2")``) and is loaded without ``env`` gets a new env of that id, so
+        ``model.get_env()`` works straight after loading.
+
+        :param path: path to the file (or a file-like) where to load the agent from
+        :param env: the new environment to run the loaded model on (can be None if you only need prediction
+            from a trained model, or if the model was created from an env id)
+        :param device: Device on which the code should run.
+        :param custom_objects: Dictionary of objects to replace upon loading.
+        :param print_system_info: Whether to print system info from the saved model
+        :param force_reset: Force call to ``reset()`` before training to avoid unexpected behavior.
+        :param kwargs: extra arguments to change the model when loading
+        :return: new model instance with loaded parameters
+        """
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        env_id = getattr(model, "env_id", None)
+        if env is None and env_id is not None and model.n_envs == 1:
+            model.set_env(make_vec_env(env_id, n_envs=1), force_reset=force_reset)
+        return model
 
     def _excluded_save_params(self) -> list[str]:
         # The aux buffer can hold millions of states: never pickle it into a save
