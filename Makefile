@@ -15,7 +15,7 @@ install: install-torch
 	$(PYTHON) -m pip install --quiet -e ".[extra]"
 
 install-tests: install-torch
-	$(PYTHON) -m pip install --quiet -e ".[tests]"
+	$(PYTHON) -m pip install --quiet -e ".[tests,zoo]"
 
 train: install
 	$(PYTHON) -m sb3_ppg --env $(ENV) --timesteps $(TIMESTEPS) --seed $(SEED)

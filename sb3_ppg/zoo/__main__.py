@@ -1,0 +1,3 @@
+from sb3_ppg.zoo import main
+
+main()

@@ -1,0 +1,143 @@
+"""
+Hyperparameter checks for ``--algo ppg`` in the RL Zoo.
+
+The zoo passes every key of a config entry that it does not consume itself straight to the algorithm's
+constructor, so a typo in a config file would surface as a ``TypeError`` deep inside ``PPG.__init__``.
+:class:`PPGExperimentManager` checks the keys first and names the offending one.
+"""
+
+import difflib
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from rl_zoo3.exp_manager import ExperimentManager
+from rl_zoo3.utils import SimpleLinearSchedule
+
+from sb3_ppg.ppg import PPG
+
+ALGO_NAME = "ppg"
+
+# Keys that rl_zoo3 2.9's ExperimentManager removes from an entry before it calls the constructor
+# (``_preprocess_hyperparams``). ``noise_type``/``noise_std`` are not here: they become an ``action_noise``,
+# which PPG does not take.
+ZOO_KEYS = frozenset(
+    {
+        "n_envs",
+        "n_timesteps",
+        "normalize",
+        "env_kwargs",
+        "monitor_kwargs",
+        "frame_stack",
+        "env_wrapper",
+        "vec_env_wrapper",
+        "callback",
+    }
+)
+
+# Constructor arguments that the zoo passes from its own command line: the same key in a config clashes with them
+COMMAND_LINE_KEYS = {
+    "env": "--env",
+    "seed": "--seed",
+    "verbose": "--verbose",
+    "device": "--device",
+    "tensorboard_log": "--tensorboard-log",
+}
+
+# The zoo deletes these unconditionally or PPG has no default for them
+REQUIRED_KEYS = ("n_timesteps", "policy")
+
+
+class HyperparameterError(ValueError):
+    """A config entry that the zoo cannot turn into a PPG model: unknown, clashing or missing keys."""
+
+
+def ppg_hyperparameter_names() -> frozenset[str]:
+    """
+    :return: the ``PPG.__init__`` arguments a config entry may set
+    """
+    parameters = inspect.signature(PPG.__init__).parameters
+    return frozenset(
+        name for name in parameters if name != "self" and not name.startswith("_") and name not in COMMAND_LINE_KEYS
+    )
+
+
+def check_ppg_hyperparams(
+    hyperparams: Mapping[str, Any],
+    config: str,
+    command_line_keys: Mapping[str, Any] | None = None,
+) -> None:
+    """
+    Check the keys of a zoo hyperparameter entry for PPG.
+
+    :param hyperparams: the entry, after the zoo merged the ``--hyperparams`` overrides into it
+    :param config: the file (or module) the entry was read from, for the error message
+    :param command_line_keys: the ``--hyperparams`` overrides, to say where a bad key came from
+    :raises HyperparameterError: naming every unknown or clashing key, or the first missing required one
+    """
+    command_line_keys = command_line_keys or {}
+    allowed = ppg_hyperparameter_names() | ZOO_KEYS
+
+    def origin(key: str) -> str:
+        return "--hyperparams" if key in command_line_keys else config
+
+    problems = []
+    for key in hyperparams:
+        if key in COMMAND_LINE_KEYS:
+            problems.append(
+                f"'{key}' (from {origin(key)}) is set by the zoo's command line: use {COMMAND_LINE_KEYS[key]} instead"
+            )
+        elif key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f", did you mean '{close[0]}'?" if close else ""
+            problems.append(f"unknown hyperparameter '{key}' (from {origin(key)}){hint}")
+    if problems:
+        raise HyperparameterError(
+            "invalid PPG hyperparameters:\n"
+            + "".join(f"  - {problem}\n" for problem in problems)
+            + f"PPG takes: {', '.join(sorted(ppg_hyperparameter_names()))}\n"
+            + f"the zoo takes: {', '.join(sorted(ZOO_KEYS))}"
+        )
+    for key in REQUIRED_KEYS:
+        if key not in hyperparams:
+            raise HyperparameterError(f"the hyperparameters from {config} have no '{key}', which is required")
+
+
+class PPGExperimentManager(ExperimentManager):
+    """
+    rl_zoo3's ``ExperimentManager`` with checks for ``--algo ppg``; it behaves exactly as its parent for other algos.
+
+    For PPG it also reads ``aux_learning_rate: lin_<value>`` as a linear schedule, like the zoo does for
+    ``learning_rate``.
+    """
+
+    def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        try:
+            hyperparams, saved_hyperparams = super().read_hyperparameters()
+        except ValueError as error:
+            # The zoo's message names the env and the file; say what to do about it
+            if self.algo == ALGO_NAME and str(error).startswith("Hyperparameters not found"):
+                raise HyperparameterError(
+                    f"{error}. Write an entry for this env id in a yml file of your own (starting from a similar env's "
+                    "entry there) and pass it with --conf-file"
+                ) from error
+            raise
+        if self.algo == ALGO_NAME:
+            check_ppg_hyperparams(hyperparams, self.config, self.custom_hyperparams)
+        return hyperparams, saved_hyperparams
+
+    @staticmethod
+    def _preprocess_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
+        hyperparams = ExperimentManager._preprocess_schedules(hyperparams)
+        aux_learning_rate = hyperparams.get("aux_learning_rate")
+        if isinstance(aux_learning_rate, str):
+            schedule, _, initial_value = aux_learning_rate.partition("_")
+            try:
+                if schedule != "lin":
+                    raise ValueError(schedule)
+                hyperparams["aux_learning_rate"] = SimpleLinearSchedule(float(initial_value))
+            except ValueError as error:
+                raise HyperparameterError(
+                    f"aux_learning_rate must be a number or 'lin_<initial value>', got {aux_learning_rate!r}"
+                ) from error
+        return hyperparams

@@ -1,0 +1,307 @@
+"""
+The RL Zoo integration, end to end: ``python -m sb3_ppg.zoo ...`` runs in a subprocess, as a user would run it.
+"""
+
+import argparse
+import copy
+import glob
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import yaml
+
+pytest.importorskip("rl_zoo3", reason="the zoo integration needs the zoo extra: pip install -e '.[zoo]'")
+optuna = pytest.importorskip("optuna", reason="the zoo integration needs the zoo extra: pip install -e '.[zoo]'")
+
+from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
+from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
+
+from sb3_ppg import PPG  # noqa: E402
+from sb3_ppg.zoo import (  # noqa: E402
+    PPG_CONFIG_PATH,
+    PPGExperimentManager,
+    convert_ppg_params,
+    register,
+    sample_ppg_params,
+    with_default_config,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGED_CONFIG = os.path.join("sb3_ppg", "hyperparams", "ppg.yml")
+with open(PPG_CONFIG_PATH) as config_file:
+    PPG_ENTRIES = yaml.safe_load(config_file)
+
+# CartPole settings under which the aux phase runs every 2 rollouts of 2 x 64 steps
+SMALL = [
+    "n_envs:2",
+    "n_steps:64",
+    "batch_size:64",
+    "n_epochs:2",
+    "n_value_epochs:2",
+    "n_policy_iterations:2",
+    "aux_batch_size:128",
+]
+TRAIN_STEPS = 2048
+
+
+def run_zoo(*args: str, cwd: Path, expect_success: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m sb3_ppg.zoo *args`` with this repo first on the path and torch on one thread."""
+    python_path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "sb3_ppg.zoo", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    if expect_success:
+        output = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, f"exit code {result.returncode}\n{output}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A short ``train --algo ppg`` run on CartPole-v1 with the packaged config: its folder and its output."""
+    folder = tmp_path_factory.mktemp("zoo_train")
+    result = run_zoo(
+        "train", "--algo", "ppg", "--env", "CartPole-v1", "-n", str(TRAIN_STEPS), "--seed", "0", "--eval-freq", "-1",
+        "-f", "logs", "--hyperparams", *SMALL,
+        cwd=folder,
+    )  # fmt: skip
+    return folder, result
+
+
+def test_train_uses_the_packaged_config_and_writes_a_ppg_model(trained):
+    folder, result = trained
+    assert f"Loading hyperparameters from: {PPG_CONFIG_PATH}" in result.stdout
+    model_path = folder / "logs" / "ppg" / "CartPole-v1_1" / "CartPole-v1.zip"
+    assert model_path.is_file()
+
+    model = PPG.load(model_path, device="cpu")
+    assert isinstance(model, PPG)
+    assert model.num_timesteps == TRAIN_STEPS
+    # --hyperparams overrides, then values only the packaged entry has
+    assert (model.n_envs, model.n_steps, model.n_policy_iterations, model.aux_batch_size) == (2, 64, 2, 128)
+    assert model.n_aux_epochs == PPG_ENTRIES["CartPole-v1"]["n_aux_epochs"]
+    assert model.gae_lambda == PPG_ENTRIES["CartPole-v1"]["gae_lambda"]
+    # 16 rollouts: the aux phase ran after every second one
+    assert model._n_aux_phases == TRAIN_STEPS // (2 * 64 * 2)
+
+
+def test_enjoy_replays_the_model(trained):
+    folder, _ = trained
+    # CartPole-v1 truncates at 500 steps, so 600 steps end at least one episode
+    result = run_zoo(
+        "enjoy", "--algo", "ppg", "--env", "CartPole-v1", "-f", "logs", "--no-render", "-n", "600", "--seed", "0",
+        cwd=folder,
+    )  # fmt: skip
+    assert os.path.join("logs", "ppg", "CartPole-v1_1", "CartPole-v1.zip") in result.stdout
+    assert "Episode Reward" in result.stdout
+    assert "Mean reward" in result.stdout
+
+
+def test_record_video_writes_a_video(trained):
+    pytest.importorskip("moviepy", reason="record_video needs moviepy (zoo extra)")
+    pytest.importorskip("pygame", reason="CartPole's rgb_array rendering needs pygame")
+    folder, _ = trained
+    run_zoo("record_video", "--algo", "ppg", "--env", "CartPole-v1", "-f", "logs", "-n", "50", "-o", "videos", cwd=folder)
+    assert list((folder / "videos").glob("final-model-ppg-CartPole-v1-*.mp4"))
+
+
+def test_record_training_subprocesses_go_to_sb3_ppg(monkeypatch):
+    from sb3_ppg.zoo import _record_video_with_sb3_ppg
+
+    calls = []
+    monkeypatch.setattr(subprocess, "call", lambda args, *other, **kwargs: calls.append(args) or 0)
+    with _record_video_with_sb3_ppg():
+        # What rl_zoo3.record_training runs for each model
+        subprocess.call(["python", "-m", "rl_zoo3.record_video", "--algo", "ppg", "--exp-id", "1"])
+        subprocess.call(["ffmpeg", "-i", "in.mp4"])
+    assert calls == [
+        [sys.executable, "-m", "sb3_ppg.zoo", "record_video", "--algo", "ppg", "--exp-id", "1"],
+        ["ffmpeg", "-i", "in.mp4"],
+    ]
+
+
+def test_optimize_runs_two_trials_in_parallel(tmp_path):
+    pytest.importorskip("pandas", reason="the zoo writes the -optimize report with pandas (zoo extra)")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="ppg", direction="maximize")
+    # Enqueued values are what the sampler's suggest calls return: cheap trials, and the real sampler still runs
+    cheap = dict(
+        batch_size_pow=5, n_steps_pow=5, one_minus_gamma=0.02, one_minus_gae_lambda=0.05, learning_rate=3e-4,
+        ent_coef=1e-3, clip_range=0.2, n_epochs=1, max_grad_norm=0.5, net_arch="tiny", activation_fn="tanh",
+        n_envs=2, n_value_epochs=1, n_policy_iterations=2, n_aux_epochs=1, aux_batch_size_pow=6, beta_clone=1.0,
+    )  # fmt: skip
+    study.enqueue_trial(cheap)
+    study.enqueue_trial({**cheap, "n_policy_iterations": 4, "aux_batch_size_pow": 12, "beta_clone": 0.5})
+
+    run_zoo(
+        "train", "--algo", "ppg", "--env", "CartPole-v1", "-optimize", "--n-trials", "2", "--n-jobs", "2",
+        "--storage", storage, "--study-name", "ppg", "-n", "1000", "--n-evaluations", "1", "--eval-episodes", "2",
+        "--sampler", "random", "--pruner", "none", "--no-optim-plots", "--seed", "0", "-f", "logs",
+        "--hyperparams", "n_envs:2",
+        cwd=tmp_path,
+    )  # fmt: skip
+
+    trials = optuna.load_study(storage=storage, study_name="ppg").trials
+    assert [trial.state for trial in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    for trial in trials:
+        assert math.isfinite(trial.value)
+        assert {"n_policy_iterations", "n_aux_epochs", "beta_clone", "n_value_epochs", "batch_size_pow"} <= set(trial.params)
+    # 2**12 is above the aux buffer of 4 rollouts of 2 x 32 steps: lowered to it
+    assert sorted(trial.user_attrs["aux_batch_size"] for trial in trials) == [64, 4 * 2 * 32]
+    assert glob.glob(str(tmp_path / "logs" / "ppg" / "report_CartPole-v1_2-trials-1000-random-none_*.csv"))
+
+
+def test_other_zoo_algos_still_work(tmp_path):
+    result = run_zoo(
+        "train", "--algo", "ppo", "--env", "CartPole-v1", "-n", "256", "--seed", "0", "--eval-freq", "-1", "-f", "logs",
+        "--hyperparams", "n_envs:1", "n_steps:64", "batch_size:64",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert os.path.join("rl_zoo3", "hyperparams", "ppo.yml") in result.stdout
+    assert PACKAGED_CONFIG not in result.stdout
+    model = PPO.load(tmp_path / "logs" / "ppo" / "CartPole-v1_1" / "CartPole-v1.zip", device="cpu")
+    assert type(model) is PPO
+
+
+def test_env_without_an_entry_is_a_clear_error(tmp_path):
+    args = ["train", "--algo", "ppg", "--env", "MountainCarContinuous-v0", "-f", "logs"]
+    result = run_zoo(*args, cwd=tmp_path, expect_success=False)
+    assert result.returncode == 2
+    assert "Hyperparameters not found for ppg-MountainCarContinuous-v0" in result.stderr
+    assert PACKAGED_CONFIG in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("where", ["conf-file", "hyperparams"])
+def test_unknown_hyperparameter_is_named(tmp_path, where):
+    entry = {"CartPole-v1": {"n_envs": 1, "n_timesteps": 1000, "policy": "MlpPolicy", "n_aux_epoch": 3}}
+    if where == "conf-file":
+        (tmp_path / "my_ppg.yml").write_text(yaml.safe_dump(entry))
+        args = ["--conf-file", "my_ppg.yml"]
+        origin = "my_ppg.yml"
+    else:
+        args = ["--hyperparams", "n_aux_epoch:3"]
+        origin = "--hyperparams"
+    result = run_zoo("train", "--algo", "ppg", "--env", "CartPole-v1", "-f", "logs", *args, cwd=tmp_path, expect_success=False)
+    assert result.returncode == 2
+    assert f"unknown hyperparameter 'n_aux_epoch' (from {origin}), did you mean 'n_aux_epochs'?" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Stopped before any folder or model was made
+    assert not (tmp_path / "logs").exists()
+
+
+def test_aux_learning_rate_reads_a_linear_schedule():
+    from sb3_ppg.zoo import HyperparameterError
+
+    hyperparams = PPGExperimentManager._preprocess_schedules({"learning_rate": 1e-3, "aux_learning_rate": "lin_4e-4"})
+    assert hyperparams["aux_learning_rate"](0.5) == pytest.approx(2e-4)
+    with pytest.raises(HyperparameterError, match="aux_learning_rate must be a number or 'lin_<initial value>'"):
+        PPGExperimentManager._preprocess_schedules({"aux_learning_rate": "cos_4e-4"})
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--algo", "ppg", "--env", "CartPole-v1"], ["--conf-file", PPG_CONFIG_PATH, "--algo", "ppg", "--env", "CartPole-v1"]),
+        (["--algo=ppg"], ["--conf-file", PPG_CONFIG_PATH, "--algo=ppg"]),
+        (
+            ["-params", "n_steps:64", "--algo", "ppg"],
+            ["--conf-file", PPG_CONFIG_PATH, "-params", "n_steps:64", "--algo", "ppg"],
+        ),
+        (["--algo", "ppg", "-conf", "mine.yml"], ["--algo", "ppg", "-conf", "mine.yml"]),
+        (["--algo", "ppg", "--conf-file=mine.yml"], ["--algo", "ppg", "--conf-file=mine.yml"]),
+        (["--algo", "ppo"], ["--algo", "ppo"]),
+        ([], []),
+        # Left for the zoo's own parser to report
+        (["--algo"], ["--algo"]),
+    ],
+)
+def test_packaged_config_is_the_default_for_ppg_only(args, expected):
+    assert with_default_config(args) == expected
+
+
+@pytest.mark.parametrize("n_envs", [1, 3, 8])
+def test_sampler_returns_only_what_ppg_accepts(n_envs):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=n_envs), direction="maximize")
+    env = make_vec_env("CartPole-v1", n_envs=n_envs)
+    for trial_number in range(60):
+        trial = study.ask()
+        hyperparams = sample_ppg_params(trial, 0, n_envs, {})
+        # The zoo's PPO sampler was used, under its own parameter names
+        assert {"n_steps_pow", "batch_size_pow", "one_minus_gamma", "net_arch"} <= set(trial.params)
+        rollout_size = hyperparams["n_steps"] * n_envs
+        assert 2 <= hyperparams["batch_size"] <= rollout_size
+        assert 1 <= hyperparams["aux_batch_size"] <= hyperparams["n_policy_iterations"] * rollout_size
+        # What --trial-id rebuilds from the stored trial is what the trial trained with
+        assert convert_ppg_params(trial.params) == {**hyperparams, "n_envs": n_envs}
+        if trial_number < 4:
+            PPG("MlpPolicy", env, device="cpu", **hyperparams)
+        study.tell(trial, 0.0)
+    env.close()
+
+
+def test_ppg_yml_has_the_documented_entries():
+    expected = {
+        "LunarLander-v3",
+        "LunarLander-v2",
+        "LunarLanderContinuous-v3",
+        "CartPole-v1",
+        "Acrobot-v1",
+        "MountainCar-v0",
+        "Pendulum-v1",
+        "BipedalWalker-v3",
+        "atari",
+    }
+    assert set(PPG_ENTRIES) == expected
+    assert PPG_ENTRIES["LunarLander-v2"] == PPG_ENTRIES["LunarLander-v3"]
+    for env_id, entry in PPG_ENTRIES.items():
+        assert entry["n_value_epochs"] == entry["n_epochs"], env_id
+        aux_buffer_size = entry["n_policy_iterations"] * entry["n_steps"] * entry["n_envs"]
+        assert entry["aux_batch_size"] <= aux_buffer_size, env_id
+    for env_id in ("LunarLander-v3", "LunarLanderContinuous-v3"):
+        assert eval(PPG_ENTRIES[env_id]["normalize"]) == {"norm_obs": False, "norm_reward": True}
+
+
+@pytest.mark.parametrize("env_id", sorted(PPG_ENTRIES))
+def test_every_ppg_yml_entry_builds_a_model(env_id, tmp_path):
+    if env_id == "atari":
+        pytest.skip("the 'atari' entry applies to Atari ids (ale_py), which this test does not build")
+    entry = copy.deepcopy(PPG_ENTRIES[env_id])
+    try:
+        gym.make(env_id).close()
+    except (gym.error.DependencyNotInstalled, ImportError) as error:
+        pytest.skip(f"{env_id} cannot be made here: {error}")
+
+    register()
+    # The zoo's own path from config to model (schedules, normalisation, checks), without training
+    manager = PPGExperimentManager(
+        argparse.Namespace(env=env_id), "ppg", env_id, str(tmp_path), eval_freq=-1, seed=0, verbose=0, device="cpu",
+        config=PPG_CONFIG_PATH,
+    )  # fmt: skip
+    result = manager.setup_experiment()
+    assert result is not None
+    model, _ = result
+    try:
+        assert isinstance(model, PPG)
+        assert model.n_envs == entry["n_envs"]
+        for key in ("n_steps", "batch_size", "n_epochs", "n_value_epochs", "n_policy_iterations", "n_aux_epochs"):
+            if key in entry:
+                assert getattr(model, key) == entry[key], key
+        for key in ("gamma", "gae_lambda", "ent_coef", "beta_clone", "use_sde"):
+            if key in entry:
+                assert getattr(model, key) == entry[key], key
+        vec_normalize = model.get_vec_normalize_env()
+        assert (vec_normalize is not None) == ("normalize" in entry)
+        if isinstance(entry.get("normalize"), str):
+            assert isinstance(vec_normalize, VecNormalize)
+            assert (vec_normalize.norm_obs, vec_normalize.norm_reward) == (False, True)
+    finally:
+        assert model.env is not None
+        model.env.close()
