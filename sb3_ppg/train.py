@@ -8,6 +8,7 @@ PPG's defaults for an env without one.
 """
 
 import argparse
+import inspect
 import os
 from collections.abc import Sequence
 from importlib import resources
@@ -25,29 +26,39 @@ from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalizati
 from sb3_ppg.ppg import PPG
 
 
+PPG_DEFAULT_GAMMA = inspect.signature(PPG).parameters["gamma"].default
+
 # Keys of a zoo entry that describe the environment rather than PPG's constructor
 ENV_KEYS = ("n_envs", "n_timesteps", "normalize", "policy")
 
 
+def convert_zoo_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """
+    Convert an RL Zoo hyperparameter entry as the zoo does: ``lin_<x>`` strings become linear schedules from x to 0,
+    and the ``policy_kwargs`` and ``normalize`` strings are evaluated as Python (e.g. ``dict(activation_fn=nn.ReLU)``).
+
+    :param entry: the entry as read from the yaml file
+    :return: a converted copy
+    """
+    config = dict(entry)
+    for key, value in config.items():
+        if isinstance(value, str) and value.startswith("lin_"):
+            config[key] = LinearSchedule(float(value[len("lin_") :]), 0.0, 1.0)
+    for key in ("policy_kwargs", "normalize"):
+        if isinstance(config.get(key), str):
+            config[key] = eval(config[key], {"nn": nn, "dict": dict})
+    return config
+
+
 def load_config(env_id: str) -> dict[str, Any]:
     """
-    The env's entry of the packaged ``ppg.yml``, with ``lin_<x>`` schedules and ``policy_kwargs`` strings converted
-    as the RL Zoo does.
+    The env's entry of the packaged ``ppg.yml``, converted by :func:`convert_zoo_entry`.
 
     :param env_id: gymnasium environment id
     :return: the entry, or an empty dict when the file has none for this env
     """
     text = resources.files("sb3_ppg").joinpath("hyperparams/ppg.yml").read_text()
-    config = dict(yaml.safe_load(text).get(env_id) or {})
-    for key, value in config.items():
-        if isinstance(value, str) and value.startswith("lin_"):
-            config[key] = LinearSchedule(float(value[len("lin_") :]), 0.0, 1.0)
-    if isinstance(config.get("policy_kwargs"), str):
-        # The zoo writes policy_kwargs as Python, e.g. "dict(activation_fn=nn.ReLU)"
-        config["policy_kwargs"] = eval(config["policy_kwargs"], {"nn": nn, "dict": dict})
-    if isinstance(config.get("normalize"), str):
-        config["normalize"] = eval(config["normalize"], {})
-    return config
+    return convert_zoo_entry(yaml.safe_load(text).get(env_id) or {})
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -86,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> float:
     # Evaluation sees raw rewards, with its own seed; its observation statistics follow the training env's
     eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed + 10_000)
     if normalize:
-        env = VecNormalize(env, **normalize_kwargs)
+        # Returns are normalised under the algorithm's own discount, as the RL Zoo does
+        env = VecNormalize(env, gamma=hyperparams.get("gamma", PPG_DEFAULT_GAMMA), **normalize_kwargs)
         eval_env = VecNormalize(eval_env, training=False, norm_obs=normalize_kwargs.get("norm_obs", True), norm_reward=False)
     model = PPG(config.get("policy", "MlpPolicy"), env, seed=args.seed, verbose=args.verbose, **hyperparams)
     print(f"Training PPG on {args.env} for {args.timesteps} steps with {n_envs} envs; hyperparameters: {hyperparams}")

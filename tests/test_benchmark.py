@@ -1,0 +1,112 @@
+"""Tests of benchmarks/compare.py: a tiny end-to-end run with resume, and the summary arithmetic."""
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.compare import ARMS, COLUMNS, render_markdown, steps_to_threshold, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = "CartPole-v1"
+
+
+def run_compare(out: Path) -> subprocess.CompletedProcess:
+    """Run the benchmark tool on a tiny budget."""
+    command = [sys.executable, "benchmarks/compare.py", "--env", ENV, "--seeds", "2", "--timesteps", "2000"]
+    command += ["--eval-freq", "1000", "--eval-episodes", "2", "--jobs", "1", "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=80)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The output directory and process of one tiny benchmark."""
+    out = tmp_path_factory.mktemp("bench")
+    return out, run_compare(out)
+
+
+def test_outputs(first_run: tuple[Path, subprocess.CompletedProcess]) -> None:
+    """The CSV, PNG and MD exist; the CSV has exactly the columns and every (arm, seed) with both evaluations."""
+    out, result = first_run
+    for suffix in ("csv", "png", "md"):
+        assert (out / f"{ENV}.{suffix}").stat().st_size > 0
+    with open(out / f"{ENV}.csv", newline="") as file:
+        reader = csv.DictReader(file)
+        assert tuple(reader.fieldnames or ()) == COLUMNS
+        rows = list(reader)
+    assert {(row["algo"], int(row["seed"])) for row in rows} == {(arm, seed) for arm in ARMS for seed in range(2)}
+    for arm in ARMS:
+        for seed in range(2):
+            steps = [int(row["timesteps"]) for row in rows if row["algo"] == arm and int(row["seed"]) == seed]
+            # 8 envs x 32 steps per rollout: evaluations after 1024 and 2048 steps
+            assert steps == [1024, 2048]
+    assert all(float(row["wall_s"]) > 0 for row in rows)
+    assert "eval mean" in result.stdout
+    assert not list(out.rglob("*.tmp")), "temporary files left behind"
+    markdown = (out / f"{ENV}.md").read_text()
+    assert "PPG/ppo" in markdown and "PPG/ppo-matched" in markdown
+
+
+def test_resume_skips_finished_runs(first_run: tuple[Path, subprocess.CompletedProcess]) -> None:
+    """A second invocation redoes no run and rebuilds the reports from the run files."""
+    out, _ = first_run
+    run_files = sorted((out / "runs" / ENV).glob("*.csv"))
+    assert len(run_files) == len(ARMS) * 2
+    mtimes = {path: path.stat().st_mtime_ns for path in run_files}
+    combined = (out / f"{ENV}.csv").read_text()
+    result = run_compare(out)
+    assert result.stdout.count("skipped") == len(ARMS) * 2
+    assert "eval mean" not in result.stdout
+    assert {path: path.stat().st_mtime_ns for path in run_files} == mtimes
+    assert (out / f"{ENV}.csv").read_text() == combined
+
+
+def make_rows(algo: str, seed: int, points: list[tuple[int, float, float]]) -> list[dict[str, Any]]:
+    """Rows of one run from (timesteps, eval_mean, wall_s) points."""
+    return [{"algo": algo, "seed": seed, "timesteps": t, "eval_mean": m, "eval_std": 0.0, "wall_s": w} for t, m, w in points]
+
+
+def hand_made_rows() -> list[dict[str, Any]]:
+    """Three PPG seeds (one never reaches 200), two PPO seeds that never do, two ppo-matched seeds that do."""
+    return (
+        make_rows("ppg", 0, [(1000, 100.0, 1.0), (2000, 210.0, 2.0), (3000, 250.0, 3.0)])
+        + make_rows("ppg", 1, [(3000, 190.0, 4.5), (1000, 50.0, 1.5), (2000, 150.0, 3.0)])  # unsorted on purpose
+        + make_rows("ppg", 2, [(1000, 200.0, 1.0), (2000, 180.0, 2.0), (3000, 220.0, 3.0)])
+        + make_rows("ppo", 0, [(1000, 10.0, 1.0), (2000, 20.0, 2.0)])
+        + make_rows("ppo", 1, [(1000, 30.0, 1.0), (2000, 40.0, 2.0)])
+        + make_rows("ppo-matched", 0, [(2000, 150.0, 1.0), (4000, 205.0, 2.0)])
+        + make_rows("ppo-matched", 1, [(2000, 199.9, 1.0), (4000, 300.0, 6.0)])
+    )
+
+
+def test_steps_to_threshold() -> None:
+    """First evaluation at or above the threshold (ties count), infinity when never reached."""
+    rows = hand_made_rows()
+    assert steps_to_threshold([r for r in rows if r["algo"] == "ppg" and r["seed"] == 0], 200.0) == (2000.0, 2.0)
+    assert steps_to_threshold([r for r in rows if r["algo"] == "ppg" and r["seed"] == 2], 200.0) == (1000.0, 1.0)
+    assert steps_to_threshold([r for r in rows if r["algo"] == "ppg" and r["seed"] == 1], 200.0) == (math.inf, math.inf)
+    assert steps_to_threshold([r for r in rows if r["algo"] == "ppg" and r["seed"] == 1], 150.0) == (2000.0, 3.0)
+
+
+def test_summary_and_markdown() -> None:
+    """Final means, medians with not-reached seeds as infinity, throughput, and the rendered report."""
+    summaries = summarize(hand_made_rows(), 200.0)
+    ppg, ppo, matched = summaries["ppg"], summaries["ppo"], summaries["ppo-matched"]
+    assert ppg.n_seeds == 3 and ppg.n_reached == 2
+    assert ppg.final_mean == pytest.approx((250 + 190 + 220) / 3)
+    assert ppg.final_std == pytest.approx(math.sqrt(((250 - 220) ** 2 + (190 - 220) ** 2 + 0) / 3))
+    assert (ppg.median_steps, ppg.median_wall_s) == (2000.0, 2.0)  # median of {2000, inf, 1000}
+    assert ppg.steps_per_s == pytest.approx((1000 + 3000 / 4.5 + 1000) / 3)
+    assert ppo.n_reached == 0 and math.isinf(ppo.median_steps) and math.isinf(ppo.median_wall_s)
+    assert (matched.median_steps, matched.median_wall_s) == (4000.0, 4.0)  # median of {4000, 4000}, of {2, 6}
+    markdown = render_markdown("Test-v0", 200.0, summaries)
+    assert "| ppg | 3 | 220.0 ± 24.5 | 2000 (2/3 seeds reached) | 2.0 (2/3 seeds reached) | 889 |" in markdown
+    assert "not reached (0/2 seeds reached)" in markdown
+    assert "| PPG/ppo | n/a | n/a |" in markdown
+    assert "| PPG/ppo-matched | 0.50 | 0.50 |" in markdown
