@@ -6,7 +6,7 @@ ENV ?= LunarLander-v2
 TIMESTEPS ?= 1000000
 SEED ?= 0
 
-.PHONY: install-torch install install-tests train test lint type
+.PHONY: install-torch install install-tests install-docs train test docs lint type
 
 install-torch:
 	$(PYTHON) -m pip install --quiet "$(TORCH)"
@@ -15,7 +15,7 @@ install: install-torch
 	$(PYTHON) -m pip install --quiet -e ".[extra]"
 
 install-tests: install-torch
-	$(PYTHON) -m pip install --quiet -e ".[tests,zoo]"
+	$(PYTHON) -m pip install --quiet -e ".[tests,zoo,docs]"
 
 train: install
 	$(PYTHON) -m sb3_ppg --env $(ENV) --timesteps $(TIMESTEPS) --seed $(SEED)
@@ -30,3 +30,9 @@ lint:
 
 type:
 	$(PYTHON) -m mypy sb3_ppg
+
+install-docs: install-torch
+	$(PYTHON) -m pip install --quiet -e ".[docs]"
+
+docs: install-docs
+	$(PYTHON) -m sphinx -W -b html docs docs/_build/html
