@@ -11,10 +11,13 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
 from sb3_ppg import PPG
+from sb3_ppg.common import env_aliases
 from tests.conftest import SMALL
 
 
-def test_the_readme_line_runs_on_lunar_lander_v2():
+def test_the_readme_line_runs_on_lunar_lander_v2(monkeypatch):
+    # The warning is once per process: forget earlier tests that made the env
+    monkeypatch.setattr(env_aliases, "_warned", False)
     with pytest.warns(UserWarning, match="v3 dynamics"):
         model = PPG("MlpPolicy", "LunarLander-v2", verbose=1, **SMALL)
     model.learn(2 * 64)
