@@ -78,6 +78,7 @@ def test_callback_sees_aux_keys_in_logger(tmp_path):
         "train/clip_fraction",
         "train/explained_variance",
         "train/n_updates",
+        "train/loss",
         "train/learning_rate",
         "train/aux_value_loss",
         "train/aux_kl",

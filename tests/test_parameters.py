@@ -63,3 +63,8 @@ def test_non_finite_aux_loss_names_the_aux_phase():
         model.learn(64, reset_num_timesteps=False)
     for param in model.policy.parameters():
         assert th.isfinite(param).all()
+
+
+def test_truncated_minibatch_warns_as_ppo_does():
+    with pytest.warns(UserWarning, match=r"n_steps \* n_envs = 64, every epoch ends with a truncated mini-batch of size 1"):
+        PPG("MlpPolicy", "CartPole-v1", **{**SMALL, "batch_size": 63})
