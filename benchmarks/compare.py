@@ -20,6 +20,8 @@ import statistics
 import sys
 import tempfile
 import time
+
+import yaml
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -62,12 +64,13 @@ def zoo_ppo_entry(env_id: str) -> dict[str, Any]:
     return dict(entry)
 
 
-def arm_config(arm: str, env_id: str) -> dict[str, Any]:
+def arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """
     The settings of one arm: ``algo`` (class name), ``policy``, ``n_envs``, ``normalize`` and ``hyperparams``.
 
     :param arm: one of ``ARMS``
     :param env_id: gymnasium environment id
+    :param ppg_overrides: PPG constructor arguments that replace the ppg.yml values (for sweeps); ppg arm only
     :return: the settings
     """
     from sb3_ppg.train import ENV_KEYS, convert_zoo_entry, load_config
@@ -75,6 +78,7 @@ def arm_config(arm: str, env_id: str) -> dict[str, Any]:
     if arm == "ppg":
         entry, algo, env_keys = load_config(env_id), "PPG", ENV_KEYS
         hyperparams = {key: value for key, value in entry.items() if key not in env_keys}
+        hyperparams.update(ppg_overrides or {})
     elif arm == "ppo":
         entry, algo = convert_zoo_entry(zoo_ppo_entry(env_id)), "PPO"
         hyperparams = {key: value for key, value in entry.items() if key not in ZOO_ENV_KEYS}
@@ -157,7 +161,16 @@ def run_path(out: Path, env_id: str, arm: str, seed: int) -> Path:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def run_one(arm: str, env_id: str, seed: int, timesteps: int, eval_freq: int, eval_episodes: int, out: str) -> int:
+def run_one(
+    arm: str,
+    env_id: str,
+    seed: int,
+    timesteps: int,
+    eval_freq: int,
+    eval_episodes: int,
+    out: str,
+    ppg_overrides: dict[str, Any] | None = None,
+) -> int:
     """
     Train one (arm, seed), evaluating every ``eval_freq`` steps and at the end, then write its run file.
 
@@ -173,7 +186,7 @@ def run_one(arm: str, env_id: str, seed: int, timesteps: int, eval_freq: int, ev
     from sb3_ppg import PPG
 
     torch.set_num_threads(1)
-    config = arm_config(arm, env_id)
+    config = arm_config(arm, env_id, ppg_overrides)
     hyperparams = config["hyperparams"]
     env = make_vec_env(env_id, n_envs=config["n_envs"], seed=seed)
     eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000)
@@ -415,7 +428,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20, help="deterministic episodes per evaluation")
     parser.add_argument("--threshold", type=float, default=None, help="return to reach (default: per env)")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"), help="output directory")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="arms to run (default: all)")
+    parser.add_argument(
+        "--ppg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a PPG hyperparameter of ppg.yml, e.g. --ppg n_policy_iterations=4 (repeatable; for sweeps, "
+        "with a separate --out)",
+    )
     args = parser.parse_args(argv)
+    args.ppg_overrides = {}
+    for item in args.ppg:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            parser.error(f"--ppg takes KEY=VALUE, got {item!r}")
+        args.ppg_overrides[key] = yaml.safe_load(value)
     for name in ("seeds", "timesteps", "jobs", "eval_freq", "eval_episodes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -430,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     todo = []
-    for arm in ARMS:
+    for arm in args.arms:
         for seed in range(args.seeds):
             path = run_path(out, args.env, arm, seed)
             if path.exists():
@@ -443,7 +471,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with ProcessPoolExecutor(max_workers=min(args.jobs, len(todo)), mp_context=get_context("spawn")) as pool:
             futures: dict[Future[int], tuple[str, int]] = {}
             for arm, seed in todo:
-                run_args = (arm, args.env, seed, args.timesteps, args.eval_freq, args.eval_episodes, str(out))
+                run_args = (
+                    arm,
+                    args.env,
+                    seed,
+                    args.timesteps,
+                    args.eval_freq,
+                    args.eval_episodes,
+                    str(out),
+                    args.ppg_overrides,
+                )
                 futures[pool.submit(run_one, *run_args)] = (arm, seed)
             for future, (arm, seed) in futures.items():
                 try:

@@ -110,3 +110,13 @@ def test_summary_and_markdown() -> None:
     assert "not reached (0/2 seeds reached)" in markdown
     assert "| PPG/ppo | n/a | n/a |" in markdown
     assert "| PPG/ppo-matched | 0.50 | 0.50 |" in markdown
+
+
+def test_ppg_overrides_reach_only_the_ppg_arm():
+    from benchmarks.compare import arm_config, parse_args
+
+    args = parse_args(["--env", "CartPole-v1", "--arms", "ppg", "--ppg", "n_policy_iterations=2", "--ppg", "beta_clone=0.5"])
+    assert args.arms == ["ppg"]
+    assert args.ppg_overrides == {"n_policy_iterations": 2, "beta_clone": 0.5}
+    assert arm_config("ppg", "CartPole-v1", args.ppg_overrides)["hyperparams"]["n_policy_iterations"] == 2
+    assert "n_policy_iterations" not in arm_config("ppo-matched", "CartPole-v1", args.ppg_overrides)["hyperparams"]
