@@ -458,8 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     todo = []
-    for arm in args.arms:
-        for seed in range(args.seeds):
+    # Seed-major order, so that load from elsewhere on the machine falls on every arm alike
+    for seed in range(args.seeds):
+        for arm in args.arms:
             path = run_path(out, args.env, arm, seed)
             if path.exists():
                 print(f"skipped {arm} seed {seed}: {path} exists", flush=True)
