@@ -156,6 +156,17 @@ def run_path(out: Path, env_id: str, arm: str, seed: int) -> Path:
     return out / "runs" / env_id / f"{arm}_seed{seed}.csv"
 
 
+def run_is_complete(path: Path, timesteps: int) -> bool:
+    """
+    Whether a run file exists and its last evaluation is at or past ``timesteps``: a file from a shorter budget
+    would otherwise be reused silently.
+    """
+    if not path.exists():
+        return False
+    rows = read_rows([path])
+    return bool(rows) and max(row["timesteps"] for row in rows) >= timesteps
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Training (runs in the worker processes)
 # ---------------------------------------------------------------------------------------------------------------------
@@ -319,15 +330,10 @@ def _format_ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}"
 
 
-def render_markdown(env_id: str, threshold: float, summaries: dict[str, ArmSummary]) -> str:
-    """The benchmark's markdown report."""
+def _threshold_table(summaries: dict[str, ArmSummary], header: str) -> list[str]:
+    """Per-arm medians to a threshold, then PPG's ratios to the other arms."""
     lines = [
-        f"# {env_id}: PPG vs PPO",
-        "",
-        f"Threshold: {threshold:g}. Final eval: mean ± std over seeds of each seed's last evaluation. "
-        "Medians to threshold count a seed that never reached it as infinity.",
-        "",
-        "| arm | seeds | final eval | median steps to threshold | median wall-clock s to threshold | train steps/s |",
+        f"| arm | seeds | final eval | median steps {header} | median wall-clock s {header} | train steps/s |",
         "|---|---|---|---|---|---|",
     ]
     arms = [arm for arm in ARMS if arm in summaries] + sorted(arm for arm in summaries if arm not in ARMS)
@@ -338,13 +344,48 @@ def render_markdown(env_id: str, threshold: float, summaries: dict[str, ArmSumma
             f"| {_format_median(s.median_wall_s, s, 1)} | {s.steps_per_s:.0f} |"
         )
     if "ppg" in summaries:
-        lines += ["", "| ratio | steps to threshold | wall-clock to threshold |", "|---|---|---|"]
+        lines += ["", f"| ratio | steps {header} | wall-clock {header} |", "|---|---|---|"]
         ppg = summaries["ppg"]
         for other in ("ppo", "ppo-matched"):
             if other in summaries:
                 steps = _format_ratio(ppg.median_steps, summaries[other].median_steps)
                 wall = _format_ratio(ppg.median_wall_s, summaries[other].median_wall_s)
                 lines.append(f"| PPG/{other} | {steps} | {wall} |")
+    return lines
+
+
+def render_markdown(
+    env_id: str,
+    threshold: float,
+    summaries: dict[str, ArmSummary],
+    to_ppo_final: dict[str, ArmSummary] | None = None,
+) -> str:
+    """
+    The benchmark's markdown report.
+
+    :param env_id: gymnasium environment id
+    :param threshold: the env's return threshold
+    :param summaries: per-arm summaries at ``threshold``
+    :param to_ppo_final: per-arm summaries at the ``ppo`` arm's final eval mean, if that arm ran
+    """
+    lines = [
+        f"# {env_id}: PPG vs PPO",
+        "",
+        f"Threshold: {threshold:g}. Final eval: mean ± std over seeds of each seed's last evaluation. "
+        "Medians to threshold count a seed that never reached it as infinity.",
+        "",
+        *_threshold_table(summaries, "to threshold"),
+    ]
+    if to_ppo_final is not None:
+        target = summaries["ppo"].final_mean
+        lines += [
+            "",
+            f"## To the ppo arm's final eval mean ({target:.1f})",
+            "",
+            "How fast each arm first reaches the return the zoo's PPO ends with.",
+            "",
+            *_threshold_table(to_ppo_final, "to ppo's final"),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -394,7 +435,9 @@ def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
         return rows
     write_rows(out / f"{env_id}.csv", rows)
     plot(env_id, rows, out / f"{env_id}.png")
-    markdown = render_markdown(env_id, threshold, summarize(rows, threshold))
+    summaries = summarize(rows, threshold)
+    to_ppo_final = summarize(rows, summaries["ppo"].final_mean) if "ppo" in summaries else None
+    markdown = render_markdown(env_id, threshold, summaries, to_ppo_final)
     atomic_write(out / f"{env_id}.md", lambda tmp: tmp.write_text(markdown))
     return rows
 
@@ -462,9 +505,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in range(args.seeds):
         for arm in args.arms:
             path = run_path(out, args.env, arm, seed)
-            if path.exists():
+            if run_is_complete(path, args.timesteps):
                 print(f"skipped {arm} seed {seed}: {path} exists", flush=True)
             else:
+                if path.exists():
+                    print(f"rerunning {arm} seed {seed}: {path} stops short of {args.timesteps} steps", flush=True)
                 todo.append((arm, seed))
     failures = 0
     if todo:

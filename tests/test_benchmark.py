@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from benchmarks.compare import ARMS, COLUMNS, render_markdown, steps_to_threshold, summarize
+from benchmarks.compare import (
+    ARMS,
+    COLUMNS,
+    render_markdown,
+    run_is_complete,
+    run_path,
+    steps_to_threshold,
+    summarize,
+    write_rows,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = "CartPole-v1"
@@ -110,6 +119,31 @@ def test_summary_and_markdown() -> None:
     assert "not reached (0/2 seeds reached)" in markdown
     assert "| PPG/ppo | n/a | n/a |" in markdown
     assert "| PPG/ppo-matched | 0.50 | 0.50 |" in markdown
+    assert "ppo's final" not in markdown
+
+
+def test_markdown_reports_steps_to_ppo_final_return() -> None:
+    """The second table measures every arm against the ppo arm's final mean, (20 + 40) / 2 = 30 here."""
+    rows = hand_made_rows()
+    summaries = summarize(rows, 200.0)
+    to_ppo_final = summarize(rows, summaries["ppo"].final_mean)
+    assert to_ppo_final["ppg"].median_steps == 1000.0  # every PPG seed is at 50 or more at 1000 steps
+    assert to_ppo_final["ppo"].n_reached == 1 and math.isinf(to_ppo_final["ppo"].median_steps)  # seed 0 ends at 20
+    assert to_ppo_final["ppo-matched"].median_steps == 2000.0
+    markdown = render_markdown("Test-v0", 200.0, summaries, to_ppo_final)
+    assert "## To the ppo arm's final eval mean (30.0)" in markdown
+    assert "| ppg | 3 | 220.0 ± 24.5 | 1000 (3/3 seeds reached) | 1.0 (3/3 seeds reached) | 889 |" in markdown
+    assert "| PPG/ppo-matched | 0.50 | 1.00 |" in markdown.split("## To the ppo")[1]  # walls: {1, 1.5, 1} vs {1, 1}
+
+
+def test_a_run_file_from_a_shorter_budget_is_rerun(tmp_path: Path) -> None:
+    """Resume only skips run files that reach the requested budget."""
+    path = run_path(tmp_path, ENV, "ppg", 0)
+    assert not run_is_complete(path, 2000)
+    path.parent.mkdir(parents=True)
+    write_rows(path, make_rows("ppg", 0, [(1024, 20.0, 1.0), (2048, 30.0, 2.0)]))
+    assert run_is_complete(path, 2000) and run_is_complete(path, 2048)
+    assert not run_is_complete(path, 4096)
 
 
 def test_ppg_overrides_reach_only_the_ppg_arm():
