@@ -20,14 +20,14 @@ import statistics
 import sys
 import tempfile
 import time
-
-import yaml
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 ARMS = ("ppg", "ppo", "ppo-matched")
 COLUMNS = ("algo", "seed", "timesteps", "eval_mean", "eval_std", "wall_s")

@@ -146,7 +146,8 @@ def test_a_run_file_from_a_shorter_budget_is_rerun(tmp_path: Path) -> None:
     assert not run_is_complete(path, 4096)
 
 
-def test_ppg_overrides_reach_only_the_ppg_arm():
+def test_ppg_overrides_reach_only_the_ppg_arm() -> None:
+    """--ppg KEY=VALUE values are parsed as YAML and change the ppg arm only."""
     from benchmarks.compare import arm_config, parse_args
 
     args = parse_args(["--env", "CartPole-v1", "--arms", "ppg", "--ppg", "n_policy_iterations=2", "--ppg", "beta_clone=0.5"])
