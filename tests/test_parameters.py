@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch as th
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.utils import LinearSchedule
 
 from sb3_ppg import PPG
 from tests.conftest import SMALL
@@ -22,7 +23,17 @@ from tests.conftest import SMALL
         (dict(beta_clone=-0.1), "beta_clone must be >= 0, got -0.1"),
         (dict(beta_clone=float("nan")), "beta_clone must be >= 0, got nan"),
         (dict(batch_size=1), "batch_size must be an integer >= 2"),
-        (dict(clip_range_vf=0.0), "clip_range_vf must be > 0, or None"),
+        (dict(beta_clone="1.0"), "beta_clone must be >= 0, got '1.0'"),
+        (dict(n_epochs=True), "n_epochs must be an integer >= 1, got True"),
+        (dict(gamma=1.5), "gamma must be between 0 and 1, got 1.5"),
+        (dict(gae_lambda=-0.1), "gae_lambda must be between 0 and 1, got -0.1"),
+        (dict(vf_coef=-1.0), "vf_coef must be >= 0, got -1.0"),
+        (dict(max_grad_norm=0.0), "max_grad_norm must be > 0, got 0.0"),
+        (dict(clip_range=-0.2), "clip_range must be > 0 or a schedule, got -0.2"),
+        (dict(clip_range="0.2"), "clip_range must be > 0 or a schedule, got '0.2'"),
+        (dict(clip_range_vf=0.0), "clip_range_vf must be > 0, a schedule, or None to disable value clipping, got 0.0"),
+        (dict(aux_learning_rate=-1e-4), "aux_learning_rate must be > 0, a schedule, or None to use learning_rate"),
+        (dict(target_kl=0.0), "target_kl must be > 0, or None for no limit, got 0.0"),
         (
             dict(aux_batch_size=129),
             r"aux_batch_size must be between 1 and the aux buffer size n_policy_iterations \* n_steps \* n_envs = "
@@ -33,6 +44,14 @@ from tests.conftest import SMALL
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PPG("MlpPolicy", "CartPole-v1", **{**SMALL, **kwargs})
+
+
+def test_schedules_are_accepted_where_documented():
+    schedule = LinearSchedule(0.2, 0.1, 1.0)
+    model = PPG("MlpPolicy", "CartPole-v1", clip_range=schedule, clip_range_vf=schedule, aux_learning_rate=schedule, **SMALL)
+    assert model.clip_range(1.0) == pytest.approx(0.2)
+    assert model.clip_range_vf(0.0) == pytest.approx(0.1)
+    assert model.aux_lr_schedule(1.0) == pytest.approx(0.2)
 
 
 def test_policy_without_aux_head_is_refused():

@@ -2,6 +2,7 @@ import json
 import zipfile
 
 import numpy as np
+import pytest
 import torch as th
 from stable_baselines3.common.envs import FakeImageEnv
 
@@ -43,15 +44,29 @@ def test_aux_optimizer_state_round_trips(tmp_path):
     loaded.set_parameters(params)
 
 
-def test_policy_only_save_load_keeps_separate_cnn_extractors(tmp_path):
-    model = PPG("CnnPolicy", FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), seed=0, **SMALL)
-    assert model.policy.pi_features_extractor is not model.policy.vf_features_extractor
+@pytest.mark.parametrize("share_features_extractor", [False, True])
+def test_policy_only_save_load_keeps_the_extractor_layout(tmp_path, share_features_extractor):
+    # SB3 does not save share_features_extractor: the reload must not fall back to the class default
+    env = FakeImageEnv(screen_height=36, screen_width=36, n_channels=1)
+    policy_kwargs = dict(share_features_extractor=share_features_extractor)
+    model = PPG("CnnPolicy", env, seed=0, policy_kwargs=policy_kwargs, **SMALL)
     model.policy.save(tmp_path / "policy.pth")
     policy = AuxActorCriticCnnPolicy.load(tmp_path / "policy.pth")
-    assert not policy.share_features_extractor
-    assert policy.pi_features_extractor is not policy.vf_features_extractor
+    assert policy.share_features_extractor is share_features_extractor
+    assert (policy.pi_features_extractor is policy.vf_features_extractor) is share_features_extractor
     obs = model.observation_space.sample()
     assert np.array_equal(model.policy.predict(obs, deterministic=True)[0], policy.predict(obs, deterministic=True)[0])
+
+
+def test_load_without_the_saved_env_warns_and_still_predicts(tmp_path):
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    model.env_id = "NoSuchEnv-v0"  # as if the env's package were missing where the model is loaded
+    model.save(tmp_path / "model")
+    with pytest.warns(UserWarning, match=r"could not make the saved env 'NoSuchEnv-v0'.*predict\(\) works"):
+        loaded = PPG.load(tmp_path / "model")
+    assert loaded.get_env() is None
+    obs = model.observation_space.sample()
+    assert loaded.predict(obs, deterministic=True)[0] == model.predict(obs, deterministic=True)[0]
 
 
 def test_policy_only_save_load_mlp(tmp_path):

@@ -1,6 +1,7 @@
 import io
 import pathlib
 import warnings
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -61,7 +62,8 @@ class PPG(OnPolicyAlgorithm):
     :param beta_clone: Weight of the behaviour cloning term KL(pi_old || pi) in the aux phase
     :param normalize_aux_targets: Whether the aux value head fits value targets standardised over the aux buffer.
         Its loss then has the same scale whatever the reward scale, so it cannot swamp the cloning term;
-        the critic always fits the raw targets.
+        the critic always fits the raw targets (with ``share_features_extractor=True`` that loss trains the
+        shared extractor too, as in PPO).
     :param gamma: Discount factor
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
     :param clip_range: Clipping parameter, it can be a function of the current progress
@@ -145,8 +147,30 @@ class PPG(OnPolicyAlgorithm):
         _check_at_least("aux_batch_size", aux_batch_size, 1)
         _check_at_least("n_steps", n_steps, 1)
         _check_at_least("batch_size", batch_size, 2 if normalize_advantage else 1)
-        if not beta_clone >= 0:
-            raise ValueError(f"beta_clone must be >= 0, got {beta_clone}")
+        _check_number("beta_clone", beta_clone, ">= 0", lambda value: value >= 0)
+        _check_number("gamma", gamma, "between 0 and 1", lambda value: 0 <= value <= 1)
+        _check_number("gae_lambda", gae_lambda, "between 0 and 1", lambda value: 0 <= value <= 1)
+        _check_number("vf_coef", vf_coef, ">= 0", lambda value: value >= 0)
+        _check_number("max_grad_norm", max_grad_norm, "> 0", lambda value: value > 0)
+        _check_number("clip_range", clip_range, "> 0 or a schedule", lambda value: value > 0, schedule=True)
+        if clip_range_vf is not None:
+            _check_number(
+                "clip_range_vf",
+                clip_range_vf,
+                "> 0, a schedule, or None to disable value clipping",
+                lambda value: value > 0,
+                schedule=True,
+            )
+        if aux_learning_rate is not None:
+            _check_number(
+                "aux_learning_rate",
+                aux_learning_rate,
+                "> 0, a schedule, or None to use learning_rate",
+                lambda value: value > 0,
+                schedule=True,
+            )
+        if target_kl is not None:
+            _check_number("target_kl", target_kl, "> 0, or None for no limit", lambda value: value > 0)
         super().__init__(
             policy,
             env,
@@ -204,8 +228,6 @@ class PPG(OnPolicyAlgorithm):
 
         self.clip_range = FloatSchedule(self.clip_range)
         if self.clip_range_vf is not None:
-            if isinstance(self.clip_range_vf, (float, int)) and not self.clip_range_vf > 0:
-                raise ValueError(f"clip_range_vf must be > 0, or None to disable value clipping; got {self.clip_range_vf}")
             self.clip_range_vf = FloatSchedule(self.clip_range_vf)
         aux_learning_rate = self.learning_rate if self.aux_learning_rate is None else self.aux_learning_rate
         self.aux_lr_schedule = FloatSchedule(aux_learning_rate)
@@ -417,6 +439,18 @@ class PPG(OnPolicyAlgorithm):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfPPG:
+        """
+        Train the model, as SB3's ``learn``; the aux phase runs after every ``n_policy_iterations``-th rollout,
+        counted across calls when ``reset_num_timesteps=False``.
+
+        :param total_timesteps: The total number of samples (env steps) to train on
+        :param callback: callback(s) called at every step with state of the algorithm.
+        :param log_interval: The number of rollouts before logging.
+        :param tb_log_name: the name of the run for TensorBoard logging
+        :param reset_num_timesteps: whether or not to reset the current timestep number (used in logging)
+        :param progress_bar: Display a progress bar using tqdm and rich.
+        :return: the trained model
+        """
         return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
@@ -455,7 +489,15 @@ class PPG(OnPolicyAlgorithm):
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
         env_id = getattr(model, "env_id", None)
         if env is None and env_id is not None and model.n_envs == 1:
-            model.set_env(make_vec_env(env_id, n_envs=1), force_reset=force_reset)
+            try:
+                new_env = make_vec_env(env_id, n_envs=1)
+            except Exception as error:  # e.g. box2d missing: the model can still predict
+                warnings.warn(
+                    f"PPG.load: could not make the saved env {env_id!r} ({error!r}); the model has no env. "
+                    "Pass env= to train or evaluate it; predict() works without one."
+                )
+            else:
+                model.set_env(new_env, force_reset=force_reset)
         return model
 
     def _excluded_save_params(self) -> list[str]:
@@ -467,5 +509,16 @@ class PPG(OnPolicyAlgorithm):
 
 
 def _check_at_least(name: str, value: int, minimum: int) -> None:
-    if not (isinstance(value, (int, np.integer)) and value >= minimum):
+    # bool is an int subclass, but ``n_epochs=True`` is a mistake, not 1
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(name: str, value: Any, allowed: str, is_allowed: Callable[[float], bool], schedule: bool = False) -> None:
+    """Raise a ValueError naming ``name`` and ``allowed`` unless ``value`` is a number that ``is_allowed`` accepts
+    (or, with ``schedule``, a callable of the progress remaining). NaN is never accepted."""
+    if schedule and callable(value):
+        return
+    is_number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if not (is_number and is_allowed(float(value))):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
