@@ -74,6 +74,50 @@ def test_first_aux_minibatch_has_zero_kl_and_later_ones_do_not(monkeypatch):
     assert max(kls[1:]) > 1e-8
 
 
+def test_behaviour_cloning_kl_runs_from_the_snapshot_to_the_live_policy(monkeypatch):
+    # KL(pi_old || pi): the first argument is the frozen snapshot, the second the policy being trained
+    arguments = []
+    original = ppg_module.policy_kl
+
+    def recording_kl(old, new):
+        arguments.append((old.distribution.logits.requires_grad, new.distribution.logits.requires_grad))
+        return original(old, new)
+
+    monkeypatch.setattr(ppg_module, "policy_kl", recording_kl)
+    PPG("MlpPolicy", "CartPole-v1", seed=0, **SMALL).learn(2 * 64)
+    assert arguments
+    assert set(arguments) == {(False, True)}
+
+
+@pytest.mark.parametrize("normalize_aux_targets", [True, False])
+def test_aux_head_fits_standardised_targets_and_the_critic_raw_ones(monkeypatch, normalize_aux_targets):
+    aux_targets, critic_targets = [], []
+    original_aux, original_value = ppg_module.aux_value_loss, ppg_module.value_loss
+
+    def recording_aux(values, targets):
+        aux_targets.append(targets.detach().clone())
+        return original_aux(values, targets)
+
+    def recording_value(values, targets, *args):
+        critic_targets.append(targets.detach().clone())
+        return original_value(values, targets, *args)
+
+    monkeypatch.setattr(ppg_module, "aux_value_loss", recording_aux)
+    monkeypatch.setattr(ppg_module, "value_loss", recording_value)
+    # No value epochs, so every value loss is the aux phase's critic loss; one aux epoch sees each state once
+    kwargs = dict(SMALL, n_value_epochs=0, n_aux_epochs=1, normalize_aux_targets=normalize_aux_targets)
+    PPG("MlpPolicy", "CartPole-v1", seed=0, **kwargs).learn(2 * 64)
+    aux, raw = th.cat(aux_targets), th.cat(critic_targets)
+    assert len(raw) == 2 * 64
+    assert raw.std() > 1.5  # CartPole's returns are far from standardised
+    if normalize_aux_targets:
+        expected = (raw - raw.mean()) / (raw.std(unbiased=False) + 1e-8)
+        assert aux.mean().item() == pytest.approx(0.0, abs=1e-5)
+    else:
+        expected = raw
+    assert th.allclose(aux, expected, atol=1e-5)
+
+
 def parameters(model):
     return {name: param.detach().clone() for name, param in model.policy.named_parameters()}
 

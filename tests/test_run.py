@@ -10,6 +10,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 
+import sb3_ppg.ppg.ppg as ppg_module
 from sb3_ppg import PPG
 from sb3_ppg.common import env_aliases
 from tests.conftest import SMALL
@@ -59,18 +60,27 @@ def test_run_variants(kwargs):
         assert th.isfinite(param).all()
 
 
-def test_value_epochs_run_apart_from_policy_epochs():
-    # E_V > E_pi: the extra epochs must train the critic and leave the actor alone
-    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **dict(SMALL, n_epochs=1, n_value_epochs=3, n_policy_iterations=4))
+@pytest.mark.parametrize("n_epochs, n_value_epochs", [(1, 3), (3, 1)])
+def test_value_epochs_run_apart_from_policy_epochs(monkeypatch, n_epochs, n_value_epochs):
+    # E_pi and E_V count apart: the longer loop must not train the other network past its own epochs
+    kwargs = dict(SMALL, n_epochs=n_epochs, n_value_epochs=n_value_epochs, n_policy_iterations=4)
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **kwargs)
     model.learn(64)
     actor = [p.detach().clone() for p in model.policy.actor_parameters]
     critic = [p.detach().clone() for p in model.policy.critic_parameters]
-    calls = {"evaluate_actions": 0, "predict_values": 0}
+    calls = {"evaluate_actions": 0, "predict_values": 0, "value_loss": 0}
+    original_value_loss = ppg_module.value_loss
+
+    def counted_value_loss(*args):
+        calls["value_loss"] += 1
+        return original_value_loss(*args)
+
+    monkeypatch.setattr(ppg_module, "value_loss", counted_value_loss)
     original_train = model.train
 
     def counting_train():
         # count the forward passes of the training phases only, not those of rollout collection
-        for name in calls:
+        for name in ("evaluate_actions", "predict_values"):
             original = getattr(model.policy, name)
 
             def counted(*args, _name=name, _original=original):
@@ -83,7 +93,11 @@ def test_value_epochs_run_apart_from_policy_epochs():
     model.train = counting_train
     model.learn(64, reset_num_timesteps=False)
     minibatches = 64 // 32
-    assert calls == {"evaluate_actions": minibatches, "predict_values": 2 * minibatches}
+    assert calls == {
+        "evaluate_actions": n_epochs * minibatches,
+        "predict_values": max(0, n_value_epochs - n_epochs) * minibatches,
+        "value_loss": n_value_epochs * minibatches,
+    }
     assert any(not th.equal(a, b) for a, b in zip(actor, model.policy.actor_parameters, strict=True))
     assert any(not th.equal(a, b) for a, b in zip(critic, model.policy.critic_parameters, strict=True))
 
