@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+import gymnasium as gym
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
@@ -147,30 +148,17 @@ class PPG(OnPolicyAlgorithm):
         _check_at_least("aux_batch_size", aux_batch_size, 1)
         _check_at_least("n_steps", n_steps, 1)
         _check_at_least("batch_size", batch_size, 2 if normalize_advantage else 1)
-        _check_number("beta_clone", beta_clone, ">= 0", lambda value: value >= 0)
-        _check_number("gamma", gamma, "between 0 and 1", lambda value: 0 <= value <= 1)
-        _check_number("gae_lambda", gae_lambda, "between 0 and 1", lambda value: 0 <= value <= 1)
-        _check_number("vf_coef", vf_coef, ">= 0", lambda value: value >= 0)
-        _check_number("max_grad_norm", max_grad_norm, "> 0", lambda value: value > 0)
-        _check_number("clip_range", clip_range, "> 0 or a schedule", lambda value: value > 0, schedule=True)
-        if clip_range_vf is not None:
-            _check_number(
-                "clip_range_vf",
-                clip_range_vf,
-                "> 0, a schedule, or None to disable value clipping",
-                lambda value: value > 0,
-                schedule=True,
-            )
-        if aux_learning_rate is not None:
-            _check_number(
-                "aux_learning_rate",
-                aux_learning_rate,
-                "> 0, a schedule, or None to use learning_rate",
-                lambda value: value > 0,
-                schedule=True,
-            )
-        if target_kl is not None:
-            _check_number("target_kl", target_kl, "> 0, or None for no limit", lambda value: value > 0)
+        _check_number("beta_clone", beta_clone, ">= 0", _non_negative)
+        _check_number("gamma", gamma, "between 0 and 1", _in_unit_interval)
+        _check_number("gae_lambda", gae_lambda, "between 0 and 1", _in_unit_interval)
+        _check_number("vf_coef", vf_coef, ">= 0", _non_negative)
+        _check_number("max_grad_norm", max_grad_norm, "> 0", _positive)
+        _check_number("clip_range", clip_range, "> 0 or a schedule", _positive, schedule=True)
+        no_clipping = "> 0, a schedule, or None to disable value clipping"
+        _check_number("clip_range_vf", clip_range_vf, no_clipping, _positive, schedule=True, optional=True)
+        same_lr = "> 0, a schedule, or None to use learning_rate"
+        _check_number("aux_learning_rate", aux_learning_rate, same_lr, _positive, schedule=True, optional=True)
+        _check_number("target_kl", target_kl, "> 0, or None for no limit", _positive, optional=True)
         super().__init__(
             policy,
             env,
@@ -491,7 +479,7 @@ class PPG(OnPolicyAlgorithm):
         if env is None and env_id is not None and model.n_envs == 1:
             try:
                 new_env = make_vec_env(env_id, n_envs=1)
-            except Exception as error:  # e.g. box2d missing: the model can still predict
+            except (gym.error.Error, ImportError) as error:  # e.g. box2d missing: the model can still predict
                 warnings.warn(
                     f"PPG.load: could not make the saved env {env_id!r} ({error!r}); the model has no env. "
                     "Pass env= to train or evaluate it; predict() works without one."
@@ -514,11 +502,30 @@ def _check_at_least(name: str, value: int, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_number(name: str, value: Any, allowed: str, is_allowed: Callable[[float], bool], schedule: bool = False) -> None:
-    """Raise a ValueError naming ``name`` and ``allowed`` unless ``value`` is a number that ``is_allowed`` accepts
-    (or, with ``schedule``, a callable of the progress remaining). NaN is never accepted."""
-    if schedule and callable(value):
+def _check_number(
+    name: str,
+    value: Any,
+    allowed: str,
+    is_allowed: Callable[[float], bool],
+    schedule: bool = False,
+    optional: bool = False,
+) -> None:
+    """Raise a ValueError naming ``name`` and ``allowed`` unless ``value`` is a number that ``is_allowed`` accepts,
+    a callable of the progress remaining (with ``schedule``) or None (with ``optional``). NaN is never accepted."""
+    if (optional and value is None) or (schedule and callable(value)):
         return
     is_number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
     if not (is_number and is_allowed(float(value))):
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _non_negative(value: float) -> bool:
+    return value >= 0
+
+
+def _in_unit_interval(value: float) -> bool:
+    return 0 <= value <= 1
