@@ -1,24 +1,58 @@
 """Actor-critic policies with an auxiliary value head on the actor."""
 
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import Distribution
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
+
+from sb3_ppg.common.distributions import unvalidated
+from sb3_ppg.common.torch_layers import normed_init_
+
+ARCHS = ("dual", "shared", "detach")
+
+
+def resolve_arch(arch: str | None, share_features_extractor: bool | None) -> str:
+    """
+    The architecture a policy gets from its ``arch`` and SB3's ``share_features_extractor`` arguments.
+
+    :param arch: "dual", "shared", "detach" or None
+    :param share_features_extractor: SB3's flag; False means "dual", True means "shared" (or "detach"), None: unset
+    :return: the architecture; "dual" when both are unset
+    """
+    if arch is None:
+        return "shared" if share_features_extractor else "dual"
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(repr(name) for name in ARCHS)}; got {arch!r}")
+    if share_features_extractor is not None and share_features_extractor != (arch != "dual"):
+        raise ValueError(
+            f"arch={arch!r} contradicts share_features_extractor={share_features_extractor}: "
+            f"'dual' has disjoint trunks (share_features_extractor=False), 'shared' and 'detach' one trunk "
+            "(share_features_extractor=True); pass only one of the two"
+        )
+    return arch
 
 
 class AuxActorCriticPolicy(ActorCriticPolicy):
     """
     Actor-critic policy for PPG: SB3's ``ActorCriticPolicy`` with disjoint actor and critic by default, plus an
-    auxiliary value head on the actor's latent. ``predict``, ``evaluate_actions``, ``get_distribution`` and
-    ``predict_values`` are SB3's own; the aux head is read only by :meth:`evaluate_aux`.
+    auxiliary value head on the actor's latent, read only by :meth:`evaluate_aux`. ``predict``, ``evaluate_actions``,
+    ``get_distribution`` and ``predict_values`` keep SB3's signatures and meaning.
 
-    It also owns ``aux_optimizer``, the persistent optimizer of the auxiliary phase.
+    The three architectures of the PPG paper's code (its ``--arch`` flag), chosen with ``arch``:
+
+    - ``"dual"`` (default): disjoint actor and critic trunks (features extractors).
+    - ``"shared"``: one trunk; the critic reads it, so the value loss trains it, as in PPO.
+    - ``"detach"``: one trunk; the critic reads its features detached, in both phases, so only the policy loss,
+      the aux value head and the cloning term train it.
+
+    The aux value head always reads the actor's latent, not detached. It also owns ``aux_optimizer``, the persistent
+    optimizer of the auxiliary phase.
 
     :param observation_space: Observation space
     :param action_space: Action space
@@ -37,16 +71,22 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
     :param features_extractor_class: Features extractor to use.
     :param features_extractor_kwargs: Keyword arguments
         to pass to the features extractor.
-    :param share_features_extractor: If True, the features extractor is shared between the policy and value networks.
-        False by default (PPG's disjoint networks); with True, the aux phase trains the shared trunk through both
-        the aux value head and the critic.
+    :param share_features_extractor: SB3's flag: False is ``arch="dual"``, True is ``arch="shared"``.
+        Unset (None) by default; a value that contradicts ``arch`` raises a ``ValueError``.
     :param normalize_images: Whether to normalize images or not,
          dividing by 255.0 (True by default)
     :param optimizer_class: The optimizer to use, ``th.optim.Adam`` by default;
         the aux optimizer is of the same class
     :param optimizer_kwargs: Additional keyword arguments,
         excluding the learning rate, to pass to both optimizers
+    :param arch: "dual", "shared" or "detach" (see above); None follows ``share_features_extractor``, else "dual"
+    :param head_init_scale: None: SB3's init of the heads (orthogonal with ``ortho_init``). A float: the action,
+        value and aux value heads are initialised as the paper code's normed linear layers, each output row at
+        this L2 norm with zero bias (0.1 in the paper's code)
     """
+
+    # The layers head_init_scale re-initialises
+    head_names: ClassVar[tuple[str, ...]] = ("action_net", "value_net", "aux_value_net")
 
     def __init__(
         self,
@@ -63,11 +103,17 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
         squash_output: bool = False,
         features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
-        share_features_extractor: bool = False,
+        share_features_extractor: bool | None = None,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        arch: str | None = None,
+        head_init_scale: float | None = None,
     ):
+        self.arch = resolve_arch(arch, share_features_extractor)
+        if head_init_scale is not None and not head_init_scale > 0:
+            raise ValueError(f"head_init_scale must be > 0, or None for SB3's init; got {head_init_scale!r}")
+        self.head_init_scale = head_init_scale
         super().__init__(
             observation_space,
             action_space,
@@ -82,7 +128,7 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
             squash_output=squash_output,
             features_extractor_class=features_extractor_class,
             features_extractor_kwargs=features_extractor_kwargs,
-            share_features_extractor=share_features_extractor,
+            share_features_extractor=self.arch != "dual",
             normalize_images=normalize_images,
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
@@ -97,13 +143,16 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
         super()._build(lr_schedule)
         if self.ortho_init:
             self.aux_value_net.apply(partial(self.init_weights, gain=1))
+        if self.head_init_scale is not None:
+            for name in self.head_names:
+                normed_init_(getattr(self, name), self.head_init_scale)
         self._split_parameters()
         self.aux_optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        # SB3 leaves it out, so a policy saved alone would reload with a shared extractor
-        data.update(share_features_extractor=self.share_features_extractor)
+        # SB3 leaves share_features_extractor out, so a policy saved alone would reload with a shared extractor
+        data.update(arch=self.arch, head_init_scale=self.head_init_scale)
         return data
 
     def _split_parameters(self) -> None:
@@ -116,6 +165,52 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
         # Parameters only the value losses train
         self.critic_parameters = [param for param in self.parameters() if id(param) in critic_ids]
 
+    def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> Distribution:
+        return unvalidated(lambda: super(AuxActorCriticPolicy, self)._get_action_dist_from_latent(latent_pi))
+
+    def _actor_latent(self, obs: PyTorchObs) -> th.Tensor:
+        return self.mlp_extractor.forward_actor(BasePolicy.extract_features(self, obs, self.pi_features_extractor))
+
+    def _critic_latent(self, features: th.Tensor) -> th.Tensor:
+        # "detach" stops the value loss at the trunk, in the policy and the aux phase alike
+        return self.mlp_extractor.forward_critic(features.detach() if self.arch == "detach" else features)
+
+    def _latents(self, obs: PyTorchObs) -> tuple[th.Tensor, th.Tensor]:
+        """One pass of the trunk(s) for both heads: the actor's latent and the critic's."""
+        if self.arch == "dual":
+            pi_features, vf_features = self.extract_features(obs)
+            return self.mlp_extractor.forward_actor(pi_features), self._critic_latent(vf_features)
+        features = self.extract_features(obs)
+        assert isinstance(features, th.Tensor)
+        return self.mlp_extractor.forward_actor(features), self._critic_latent(features)
+
+    def forward(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        latent_pi, latent_vf = self._latents(obs)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        actions = actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc]
+        return actions, self.value_net(latent_vf), log_prob
+
+    def evaluate_actions(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        latent_pi, latent_vf = self._latents(obs)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        return self.value_net(latent_vf), distribution.log_prob(actions), distribution.entropy()
+
+    def evaluate_policy(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor | None]:
+        """
+        :meth:`evaluate_actions` without the critic, for policy epochs that train no value loss.
+
+        :param obs: Observation
+        :param actions: Actions
+        :return: log likelihood of the actions and entropy of the action distribution
+        """
+        distribution = self._get_action_dist_from_latent(self._actor_latent(obs))
+        return distribution.log_prob(actions), distribution.entropy()
+
+    def predict_values(self, obs: PyTorchObs) -> th.Tensor:
+        return self.value_net(self._critic_latent(BasePolicy.extract_features(self, obs, self.vf_features_extractor)))
+
     def evaluate_aux(self, obs: PyTorchObs) -> tuple[Distribution, th.Tensor, th.Tensor]:
         """
         One forward pass for the auxiliary phase.
@@ -124,13 +219,7 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
         :return: the action distribution, the aux head's value V_aux(s) and the critic's value V(s),
             both of shape (batch,)
         """
-        features = self.extract_features(obs)
-        if self.share_features_extractor:
-            latent_pi, latent_vf = self.mlp_extractor(features)
-        else:
-            pi_features, vf_features = features
-            latent_pi = self.mlp_extractor.forward_actor(pi_features)
-            latent_vf = self.mlp_extractor.forward_critic(vf_features)
+        latent_pi, latent_vf = self._latents(obs)
         distribution = self._get_action_dist_from_latent(latent_pi)
         return distribution, self.aux_value_net(latent_pi).flatten(), self.value_net(latent_vf).flatten()
 
