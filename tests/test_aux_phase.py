@@ -198,3 +198,27 @@ def test_aux_learning_rate_follows_its_schedule_and_is_not_zero_at_the_end():
     # Phases after rollouts 2 and 4 use the progress at the start of their last rollout: 3/4 and 1/4 remaining
     assert lrs == pytest.approx([1e-3 * 0.75, 1e-3 * 0.25])
     assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(3e-4)
+
+
+def test_a_new_run_starts_with_an_empty_aux_buffer():
+    # One rollout of a first run must not count towards the aux phase of the next run, nor be distilled in it
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    model.learn(64)
+    assert model.aux_buffer.n_samples == 64
+    calls = count_aux_phases(model)
+    model.learn(64, reset_num_timesteps=True)
+    assert calls == []
+    assert model.aux_buffer.n_samples == 64
+    # Continuing the same run keeps counting
+    model.learn(64, reset_num_timesteps=False)
+    assert calls == [(2 * 64, 2 * 64)]
+
+
+def test_set_env_empties_the_aux_buffer():
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    model.learn(64)
+    model.set_env(make_vec_env("CartPole-v1", n_envs=1, seed=1))
+    assert model.aux_buffer.n_samples == 0
+    calls = count_aux_phases(model)
+    model.learn(64, reset_num_timesteps=False)
+    assert calls == []

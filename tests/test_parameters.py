@@ -28,7 +28,7 @@ from tests.conftest import SMALL
         (dict(gamma=1.5), "gamma must be between 0 and 1, got 1.5"),
         (dict(gae_lambda=-0.1), "gae_lambda must be between 0 and 1, got -0.1"),
         (dict(vf_coef=-1.0), "vf_coef must be >= 0, got -1.0"),
-        (dict(max_grad_norm=0.0), "max_grad_norm must be > 0, got 0.0"),
+        (dict(max_grad_norm=0.0), "max_grad_norm must be > 0, or None for no clipping, got 0.0"),
         (dict(clip_range=-0.2), "clip_range must be > 0 or a schedule, got -0.2"),
         (dict(clip_range="0.2"), "clip_range must be > 0 or a schedule, got '0.2'"),
         (dict(clip_range_vf=0.0), "clip_range_vf must be > 0, a schedule, or None to disable value clipping, got 0.0"),

@@ -68,7 +68,7 @@ def test_value_epochs_run_apart_from_policy_epochs(monkeypatch, n_epochs, n_valu
     model.learn(64)
     actor = [p.detach().clone() for p in model.policy.actor_parameters]
     critic = [p.detach().clone() for p in model.policy.critic_parameters]
-    calls = {"evaluate_actions": 0, "predict_values": 0, "value_loss": 0}
+    calls = {"evaluate_actions": 0, "evaluate_policy": 0, "predict_values": 0, "value_loss": 0}
     original_value_loss = ppg_module.value_loss
 
     def counted_value_loss(*args):
@@ -80,7 +80,7 @@ def test_value_epochs_run_apart_from_policy_epochs(monkeypatch, n_epochs, n_valu
 
     def counting_train():
         # count the forward passes of the training phases only, not those of rollout collection
-        for name in ("evaluate_actions", "predict_values"):
+        for name in ("evaluate_actions", "evaluate_policy", "predict_values"):
             original = getattr(model.policy, name)
 
             def counted(*args, _name=name, _original=original):
@@ -93,8 +93,10 @@ def test_value_epochs_run_apart_from_policy_epochs(monkeypatch, n_epochs, n_valu
     model.train = counting_train
     model.learn(64, reset_num_timesteps=False)
     minibatches = 64 // 32
+    # Each minibatch runs only the networks its epoch trains: no critic pass in policy-only epochs
     assert calls == {
-        "evaluate_actions": n_epochs * minibatches,
+        "evaluate_actions": min(n_epochs, n_value_epochs) * minibatches,
+        "evaluate_policy": max(0, n_epochs - n_value_epochs) * minibatches,
         "predict_values": max(0, n_value_epochs - n_epochs) * minibatches,
         "value_loss": n_value_epochs * minibatches,
     }
@@ -175,3 +177,64 @@ def test_lunar_lander_v2_alias_is_v3():
     assert type(env.unwrapped).__name__ == "LunarLander"
     continuous = gym.make("LunarLanderContinuous-v2")
     assert isinstance(continuous.action_space, gym.spaces.Box)
+
+
+def recorded_advantages(monkeypatch, normalize_advantage) -> list[th.Tensor]:
+    """The advantages each policy minibatch of one rollout's single epoch trains on."""
+    seen: list[th.Tensor] = []
+    original = ppg_module.clipped_surrogate_loss
+
+    def recording(advantages, *args):
+        seen.append(advantages.detach().clone())
+        return original(advantages, *args)
+
+    monkeypatch.setattr(ppg_module, "clipped_surrogate_loss", recording)
+    kwargs = dict(SMALL, n_steps=256, batch_size=32, n_epochs=1, n_value_epochs=1)
+    PPG("MlpPolicy", "CartPole-v1", seed=0, normalize_advantage=normalize_advantage, **kwargs).learn(256)
+    return seen
+
+
+def test_rollout_advantage_normalization_standardises_the_whole_rollout_once(monkeypatch):
+    minibatches = recorded_advantages(monkeypatch, "rollout")
+    rollout = th.cat(minibatches)
+    assert rollout.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert rollout.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
+    # Not standardised again per minibatch
+    assert max(abs(batch.mean().item()) for batch in minibatches) > 0.1
+
+
+@pytest.mark.parametrize("normalize_advantage", [True, "minibatch"])
+def test_minibatch_advantage_normalization_is_sb3s(monkeypatch, normalize_advantage):
+    for batch in recorded_advantages(monkeypatch, normalize_advantage):
+        assert batch.mean().item() == pytest.approx(0.0, abs=1e-5)
+        assert batch.std().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_max_grad_norm_none_does_not_clip(monkeypatch):
+    calls = []
+    original = th.nn.utils.clip_grad_norm_
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(th.nn.utils, "clip_grad_norm_", counting)
+    PPG("MlpPolicy", "CartPole-v1", seed=0, **SMALL).learn(2 * 64)
+    # Actor and critic apart, in every policy and aux minibatch
+    policy_steps, aux_steps = 2 * 2 * (64 // 32), 2 * (2 * 64 // 32)
+    assert calls == [0.5] * 2 * (policy_steps + aux_steps)
+    calls.clear()
+    PPG("MlpPolicy", "CartPole-v1", seed=0, max_grad_norm=None, **SMALL).learn(2 * 64)
+    assert calls == []
+
+
+def test_training_leaves_the_users_distribution_validation_alone():
+    # Training builds its distributions unvalidated (no host sync per check), but the global default stays
+    assert th.distributions.Distribution._validate_args
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **SMALL)
+    model.learn(2 * 64)
+    assert th.distributions.Distribution._validate_args
+    with pytest.raises(ValueError):
+        th.distributions.Categorical(logits=th.tensor([float("nan"), 0.0]))
+    distribution = model.policy.get_distribution(th.zeros(3, 4))
+    assert distribution.distribution._validate_args is False

@@ -42,7 +42,8 @@ class AuxRolloutBuffer(BaseBuffer):
 
     observations: np.ndarray
     returns: np.ndarray
-    distribution_params: np.ndarray
+    # On the model's device: the snapshot is written and read there, never copied through the host
+    distribution_params: th.Tensor
 
     def __init__(
         self,
@@ -56,7 +57,7 @@ class AuxRolloutBuffer(BaseBuffer):
         self.params_dim = distribution_params_dim(action_space)
         self._allocate_observations()
         self.returns = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
-        self.distribution_params = np.zeros((self.buffer_size, self.n_envs, self.params_dim), dtype=np.float32)
+        self.distribution_params = th.zeros((self.buffer_size * self.n_envs, self.params_dim), device=self.device)
 
     def _allocate_observations(self) -> None:
         assert isinstance(self.obs_shape, tuple)
@@ -105,11 +106,10 @@ class AuxRolloutBuffer(BaseBuffer):
         :param distribution_params_fn: maps observations to flat distribution parameters
         :param chunk_size: states per forward pass
         """
-        flat_params = self.distribution_params.reshape(-1, self.params_dim)
         with th.no_grad():
             for start in range(0, self.n_samples, chunk_size):
                 chunk = slice(start, min(start + chunk_size, self.n_samples))
-                flat_params[chunk] = distribution_params_fn(self._observations(chunk)).cpu().numpy()
+                self.distribution_params[chunk] = distribution_params_fn(self._observations(chunk))
 
     def returns_mean_std(self) -> tuple[float, float]:
         """
@@ -133,9 +133,7 @@ class AuxRolloutBuffer(BaseBuffer):
         return AuxBufferSamples(
             observations=self._observations(batch_inds),  # type: ignore[arg-type]
             returns=self.to_torch(self.returns.reshape(-1)[batch_inds], copy=False),
-            old_distribution_params=self.to_torch(
-                self.distribution_params.reshape(-1, self.params_dim)[batch_inds], copy=False
-            ),
+            old_distribution_params=self.distribution_params[th.as_tensor(batch_inds, device=self.device)],
         )
 
 

@@ -6,6 +6,9 @@ parameters. A snapshot therefore stores detached parameter tensors and rebuilds 
 them, so the cloning target can never alias the live policy.
 """
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch as th
 from gymnasium import spaces
@@ -19,6 +22,37 @@ from stable_baselines3.common.distributions import (
 )
 
 SUPPORTED_ACTION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+
+@contextmanager
+def _default_validation(validate: bool) -> Iterator[None]:
+    previous = th.distributions.Distribution._validate_args
+    th.distributions.Distribution.set_default_validate_args(validate)
+    try:
+        yield
+    finally:
+        th.distributions.Distribution.set_default_validate_args(previous)
+
+
+def unvalidated(make_distribution: Callable[[], Distribution]) -> Distribution:
+    """
+    Build an SB3 distribution whose torch distributions skip argument validation, leaving the global default as it
+    was for the user's own distributions.
+
+    Validation checks every parameter and sample with a host sync, on every minibatch and every env step. Here the
+    parameters come from our own networks and the samples from the distribution itself, and a non-finite loss is
+    caught before the optimizer step anyway.
+
+    :param make_distribution: builds the distribution, e.g. ``lambda: dist.proba_distribution(logits)``
+    :return: the distribution
+    """
+    with _default_validation(False):
+        distribution = make_distribution()
+    inner = distribution.distribution
+    # torch reads the class default again at every log_prob unless the instance has its own flag
+    for torch_distribution in inner if isinstance(inner, list) else [inner]:
+        torch_distribution._validate_args = False
+    return distribution
 
 
 def unsupported_action_space(action_space: spaces.Space) -> ValueError:
@@ -77,6 +111,10 @@ def distribution_from_params(action_space: spaces.Space, params: th.Tensor) -> D
     :param params: tensor of shape (batch, :func:`distribution_params_dim`)
     :return: a fresh distribution (never the policy's own ``action_dist``)
     """
+    return unvalidated(lambda: _distribution_from_params(action_space, params))
+
+
+def _distribution_from_params(action_space: spaces.Space, params: th.Tensor) -> Distribution:
     if isinstance(action_space, spaces.Box):
         action_dim = int(np.prod(action_space.shape))
         mean, log_std = params[:, :action_dim], params[:, action_dim:]

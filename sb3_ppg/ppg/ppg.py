@@ -12,6 +12,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
 
@@ -22,6 +23,7 @@ from sb3_ppg.common.distributions import (
     distribution_params,
     unsupported_action_space,
 )
+from sb3_ppg.common.logging import LossLog
 from sb3_ppg.common.losses import aux_value_loss, clipped_surrogate_loss, joint_loss, policy_kl, value_loss
 from sb3_ppg.common.policies import AuxActorCriticPolicy
 from sb3_ppg.ppg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
@@ -29,6 +31,7 @@ from sb3_ppg.ppg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 SelfPPG = TypeVar("SelfPPG", bound="PPG")
 
 SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+ADVANTAGE_NORMALIZATIONS = (True, False, "minibatch", "rollout")
 
 
 class PPG(OnPolicyAlgorithm):
@@ -72,11 +75,12 @@ class PPG(OnPolicyAlgorithm):
     :param clip_range_vf: Clipping parameter for the value function in the policy phase,
         it can be a function of the current progress remaining (from 1 to 0).
         None (default): no clipping. IMPORTANT: this clipping depends on the reward scaling.
-    :param normalize_advantage: Whether to normalize or not the advantage
+    :param normalize_advantage: Whether to normalize the advantage: True or "minibatch" (SB3's PPO) standardises
+        it in each minibatch, "rollout" once over the whole rollout (the paper's code), False not at all
     :param ent_coef: Entropy coefficient for the loss calculation
     :param vf_coef: Value function coefficient for the loss calculation
     :param max_grad_norm: The maximum value for the gradient clipping, applied to the actor's and the critic's
-        gradients separately
+        gradients separately; None: no clipping (the paper's code)
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
         instead of action noise exploration (default: False)
     :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
@@ -124,10 +128,10 @@ class PPG(OnPolicyAlgorithm):
         gae_lambda: float = 0.95,
         clip_range: float | Schedule = 0.2,
         clip_range_vf: float | Schedule | None = None,
-        normalize_advantage: bool = True,
+        normalize_advantage: bool | str = True,
         ent_coef: float = 0.0,
         vf_coef: float = 0.5,
-        max_grad_norm: float = 0.5,
+        max_grad_norm: float | None = 0.5,
         use_sde: bool = False,
         sde_sample_freq: int = -1,
         rollout_buffer_class: type[RolloutBuffer] | None = None,
@@ -147,12 +151,19 @@ class PPG(OnPolicyAlgorithm):
         _check_at_least("n_aux_epochs", n_aux_epochs, 0)
         _check_at_least("aux_batch_size", aux_batch_size, 1)
         _check_at_least("n_steps", n_steps, 1)
-        _check_at_least("batch_size", batch_size, 2 if normalize_advantage else 1)
+        if isinstance(normalize_advantage, str):
+            valid_normalization = normalize_advantage in ADVANTAGE_NORMALIZATIONS
+        else:  # 1 == True, but normalize_advantage=1 is a mistake
+            valid_normalization = isinstance(normalize_advantage, bool)
+        if not valid_normalization:
+            allowed_values = ", ".join(map(repr, ADVANTAGE_NORMALIZATIONS))
+            raise ValueError(f"normalize_advantage must be one of {allowed_values}; got {normalize_advantage!r}")
+        _check_at_least("batch_size", batch_size, 2 if _per_minibatch(normalize_advantage) else 1)
         _check_number("beta_clone", beta_clone, ">= 0", _non_negative)
         _check_number("gamma", gamma, "between 0 and 1", _in_unit_interval)
         _check_number("gae_lambda", gae_lambda, "between 0 and 1", _in_unit_interval)
         _check_number("vf_coef", vf_coef, ">= 0", _non_negative)
-        _check_number("max_grad_norm", max_grad_norm, "> 0", _positive)
+        _check_number("max_grad_norm", max_grad_norm, "> 0, or None for no clipping", _positive, optional=True)
         _check_number("clip_range", clip_range, "> 0 or a schedule", _positive, schedule=True)
         no_clipping = "> 0, a schedule, or None to disable value clipping"
         _check_number("clip_range_vf", clip_range_vf, no_clipping, _positive, schedule=True, optional=True)
@@ -168,7 +179,7 @@ class PPG(OnPolicyAlgorithm):
             gae_lambda=gae_lambda,
             ent_coef=ent_coef,
             vf_coef=vf_coef,
-            max_grad_norm=max_grad_norm,
+            max_grad_norm=max_grad_norm,  # type: ignore[arg-type]  # None: no clipping
             use_sde=use_sde,
             sde_sample_freq=sde_sample_freq,
             rollout_buffer_class=rollout_buffer_class,
@@ -279,14 +290,12 @@ class PPG(OnPolicyAlgorithm):
         progress = self._current_progress_remaining
         clip_range = self.clip_range(progress)  # type: ignore[operator]
         clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(progress)  # type: ignore[operator]
+        if self.normalize_advantage == "rollout":
+            advantages = self.rollout_buffer.advantages
+            self.rollout_buffer.advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
-        entropy_losses: list[float] = []
-        pg_losses: list[float] = []
-        value_losses: list[float] = []
-        clip_fractions: list[float] = []
-        approx_kl_divs: list[float] = []
-
-        last_loss = float("nan")
+        log = LossLog()
+        last_loss: th.Tensor | None = None
         policy_active = True
         for epoch in range(max(self.n_epochs, self.n_value_epochs)):
             policy_active = policy_active and epoch < self.n_epochs
@@ -294,41 +303,40 @@ class PPG(OnPolicyAlgorithm):
             if not (policy_active or value_active):
                 break
             for rollout_data in self.rollout_buffer.get(self.batch_size):
+                terms: dict[str, th.Tensor] = {}
                 loss = th.zeros((), device=self.device)
+                values = None
                 if policy_active:
-                    values, pg_loss, entropy_loss, approx_kl_div, clip_fraction = self._policy_losses(rollout_data, clip_range)
-                    approx_kl_divs.append(approx_kl_div)
-                    if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
+                    values, pg_loss, entropy_loss, approx_kl_div, clip_fraction = self._policy_losses(
+                        rollout_data, clip_range, with_values=value_active
+                    )
+                    log.add("approx_kl", approx_kl_div)
+                    # The only per-minibatch read besides the finiteness check, and only with target_kl
+                    if self.target_kl is not None and approx_kl_div.item() > 1.5 * self.target_kl:
                         policy_active = False
                         if self.verbose >= 1:
                             print(f"Early stopping of the policy epochs at epoch {epoch}: approx_kl {approx_kl_div:.2f}")
                     else:
-                        pg_losses.append(self._checked("policy", "policy_gradient_loss", pg_loss))
-                        entropy_losses.append(self._checked("policy", "entropy_loss", entropy_loss))
-                        clip_fractions.append(clip_fraction)
+                        terms.update(policy_gradient_loss=pg_loss, entropy_loss=entropy_loss)
+                        log.add("clip_fraction", clip_fraction)
                         loss = loss + pg_loss + self.ent_coef * entropy_loss
-                elif value_active:
-                    values = self.policy.predict_values(rollout_data.observations).flatten()
                 if value_active:
-                    critic_loss = value_loss(values, rollout_data.returns, rollout_data.old_values, clip_range_vf)
-                    value_losses.append(self._checked("policy", "value_loss", critic_loss))
-                    loss = loss + self.vf_coef * critic_loss
+                    if values is None:
+                        values = self.policy.predict_values(rollout_data.observations).flatten()
+                    terms["value_loss"] = value_loss(values, rollout_data.returns, rollout_data.old_values, clip_range_vf)
+                    loss = loss + self.vf_coef * terms["value_loss"]
                 if loss.requires_grad:
+                    self._check_finite("policy", loss, terms)
+                    for name, term in terms.items():
+                        log.add(name, term)
                     self._optimizer_step(self.policy.optimizer, loss)
-                    last_loss = loss.item()
+                    last_loss = loss
             self._n_updates += 1
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
-        for key, values_logged in (
-            ("entropy_loss", entropy_losses),
-            ("policy_gradient_loss", pg_losses),
-            ("value_loss", value_losses),
-            ("approx_kl", approx_kl_divs),
-            ("clip_fraction", clip_fractions),
-        ):
-            if values_logged:
-                self.logger.record(f"train/{key}", np.mean(values_logged))
-        self.logger.record("train/loss", last_loss)
+        for key, mean in log.means().items():
+            self.logger.record(f"train/{key}", mean)
+        self.logger.record("train/loss", float("nan") if last_loss is None else last_loss.item())
         self.logger.record("train/explained_variance", explained_var)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
@@ -338,17 +346,24 @@ class PPG(OnPolicyAlgorithm):
             self.logger.record("train/clip_range_vf", clip_range_vf)
 
     def _policy_losses(
-        self, rollout_data: RolloutBufferSamples, clip_range: float
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, float, float]:
+        self, rollout_data: RolloutBufferSamples, clip_range: float, with_values: bool = True
+    ) -> tuple[th.Tensor | None, th.Tensor, th.Tensor, th.Tensor, th.Tensor]:
         """
-        :return: values, policy gradient loss, entropy loss, approximate KL and clip fraction of one minibatch
+        :param with_values: whether to run the critic too (not in policy-only epochs)
+        :return: values (None without ``with_values``), policy gradient loss, entropy loss, approximate KL and
+            clip fraction of one minibatch
         """
         actions = rollout_data.actions
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions.long().flatten()
-        values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+        values: th.Tensor | None = None
+        if with_values:
+            values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+            values = values.flatten()
+        else:
+            log_prob, entropy = self.policy.evaluate_policy(rollout_data.observations, actions)
         advantages = rollout_data.advantages
-        if self.normalize_advantage and len(advantages) > 1:
+        if _per_minibatch(self.normalize_advantage) and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         pg_loss = clipped_surrogate_loss(advantages, log_prob, rollout_data.old_log_prob, clip_range)
         # Without an analytic entropy, estimate it from the log probabilities
@@ -356,9 +371,9 @@ class PPG(OnPolicyAlgorithm):
         with th.no_grad():
             # Schulman's estimator of KL(old || new), for early stopping and logging only
             log_ratio = log_prob - rollout_data.old_log_prob
-            approx_kl_div = th.mean(th.exp(log_ratio) - 1 - log_ratio).item()
-            clip_fraction = th.mean((th.abs(th.exp(log_ratio) - 1) > clip_range).float()).item()
-        return values.flatten(), pg_loss, entropy_loss, approx_kl_div, clip_fraction
+            approx_kl_div = th.mean(th.exp(log_ratio) - 1 - log_ratio)
+            clip_fraction = th.mean((th.abs(th.exp(log_ratio) - 1) > clip_range).float())
+        return values, pg_loss, entropy_loss, approx_kl_div, clip_fraction
 
     def _train_aux_phase(self) -> None:
         self.policy.set_training_mode(True)
@@ -372,51 +387,79 @@ class PPG(OnPolicyAlgorithm):
         self.aux_buffer.snapshot(lambda obs: distribution_params(self.policy.get_distribution(obs)), self.aux_batch_size)
         target_mean, target_std = self.aux_buffer.returns_mean_std() if self.normalize_aux_targets else (0.0, 1.0)
 
-        aux_value_losses: list[float] = []
-        aux_kls: list[float] = []
-        aux_critic_losses: list[float] = []
+        log = LossLog()
         for _ in range(self.n_aux_epochs):
             for aux_data in self.aux_buffer.get(self.aux_batch_size):
                 distribution, aux_values, values = self.policy.evaluate_aux(aux_data.observations)
                 old_distribution = distribution_from_params(self.action_space, aux_data.old_distribution_params)
-                kl = policy_kl(old_distribution, distribution).mean()
-                aux_targets = (aux_data.returns - target_mean) / (target_std + 1e-8)
-                aux_loss = aux_value_loss(aux_values, aux_targets)
-                critic_loss = value_loss(values, aux_data.returns)
-                aux_kls.append(self._checked("aux", "aux_kl", kl))
-                aux_value_losses.append(self._checked("aux", "aux_value_loss", aux_loss))
-                aux_critic_losses.append(self._checked("aux", "aux_critic_loss", critic_loss))
-                actor_loss = joint_loss(aux_loss, kl, self.beta_clone)
-                self._optimizer_step(self.policy.aux_optimizer, actor_loss + self.vf_coef * critic_loss)
+                terms = {
+                    "aux_kl": policy_kl(old_distribution, distribution).mean(),
+                    "aux_value_loss": aux_value_loss(aux_values, (aux_data.returns - target_mean) / (target_std + 1e-8)),
+                    "aux_critic_loss": value_loss(values, aux_data.returns),
+                }
+                loss = joint_loss(terms["aux_value_loss"], terms["aux_kl"], self.beta_clone)
+                loss = loss + self.vf_coef * terms["aux_critic_loss"]
+                self._check_finite("aux", loss, terms)
+                for name, term in terms.items():
+                    log.add(name, term)
+                self._optimizer_step(self.policy.aux_optimizer, loss)
                 self._n_aux_updates += 1
         self._n_aux_phases += 1
 
         self.logger.record("train/aux_learning_rate", aux_learning_rate)
-        self.logger.record("train/aux_value_loss", np.mean(aux_value_losses))
-        self.logger.record("train/aux_kl", np.mean(aux_kls))
-        self.logger.record("train/aux_critic_loss", np.mean(aux_critic_losses))
+        for key, mean in log.means().items():
+            self.logger.record(f"train/{key}", mean)
         self.logger.record("train/aux_n_updates", self._n_aux_updates, exclude="tensorboard")
         self.logger.record("train/n_aux_phases", self._n_aux_phases, exclude="tensorboard")
 
     def _optimizer_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
         optimizer.zero_grad()
         loss.backward()
-        # Clip actor and critic apart, so a large value gradient cannot shrink the policy's step
-        th.nn.utils.clip_grad_norm_(self.policy.actor_parameters, self.max_grad_norm)
-        th.nn.utils.clip_grad_norm_(self.policy.critic_parameters, self.max_grad_norm)
+        if self.max_grad_norm is not None:
+            # Clip actor and critic apart, so a large value gradient cannot shrink the policy's step
+            th.nn.utils.clip_grad_norm_(self.policy.actor_parameters, self.max_grad_norm)
+            th.nn.utils.clip_grad_norm_(self.policy.critic_parameters, self.max_grad_norm)
         optimizer.step()
 
     @staticmethod
-    def _checked(phase: str, name: str, loss: th.Tensor) -> float:
-        """The loss as a float for logging; a NaN or inf stops training before it reaches the weights."""
-        value = loss.item()
-        if not np.isfinite(value):
-            raise RuntimeError(
-                f"PPG {phase} phase: {name} is {value}. Training stopped before the optimizer step, "
-                "so the weights are still finite. Check the rewards and observations for NaN/inf, "
-                "or lower the learning rate."
-            )
-        return value
+    def _check_finite(phase: str, loss: th.Tensor, terms: dict[str, th.Tensor]) -> None:
+        """
+        Stop training before the optimizer step when the loss is NaN or inf, naming the term that made it so.
+        A non-finite term always makes the sum non-finite (0 * nan is nan), so one host sync per minibatch suffices.
+        """
+        if bool(th.isfinite(loss)):
+            return
+        name, value = next(((name, term) for name, term in terms.items() if not th.isfinite(term)), ("loss", loss))
+        raise RuntimeError(
+            f"PPG {phase} phase: {name} is {value.item()}. Training stopped before the optimizer step, "
+            "so the weights are still finite. Check the rewards and observations for NaN/inf, "
+            "or lower the learning rate."
+        )
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        if reset_num_timesteps:
+            # A new run starts a new aux cycle: states of an earlier run must not be distilled into this one
+            self.aux_buffer.reset()
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+
+    def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
+        """
+        Set a new environment, as SB3's ``set_env``, and empty the aux buffer: states of the old env must not be
+        distilled into the policy for the new one.
+
+        :param env: The environment for learning a policy
+        :param force_reset: Force call to ``reset()`` before training to avoid unexpected behavior.
+        """
+        super().set_env(env, force_reset)
+        if hasattr(self, "aux_buffer"):
+            self.aux_buffer.reset()
 
     def learn(
         self: SelfPPG,
@@ -517,6 +560,10 @@ def _check_number(
     is_number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
     if not (is_number and is_allowed(float(value))):
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _per_minibatch(normalize_advantage: bool | str) -> bool:
+    return normalize_advantage is True or normalize_advantage == "minibatch"
 
 
 def _positive(value: float) -> bool:
