@@ -1,5 +1,12 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch as th
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -10,3 +17,23 @@ def _one_torch_thread():
 
 # Small settings under which the aux phase runs every other rollout
 SMALL = dict(n_steps=64, batch_size=32, n_epochs=2, n_value_epochs=2, n_policy_iterations=2, n_aux_epochs=2, aux_batch_size=32)
+
+
+def zoo_command(*args: str) -> list[str]:
+    """The command line of ``python -m sb3_ppg.zoo *args`` with this interpreter."""
+    return [sys.executable, "-m", "sb3_ppg.zoo", *args]
+
+
+def zoo_env() -> dict[str, str]:
+    """The environment of a zoo subprocess: this repo first on the path and torch on one thread."""
+    python_path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(python_path), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def run_zoo(*args: str, cwd: Path, expect_success: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m sb3_ppg.zoo *args`` and wait for it; it must succeed unless ``expect_success`` is False."""
+    result = subprocess.run(zoo_command(*args), cwd=cwd, env=zoo_env(), capture_output=True, text=True, timeout=600)
+    if expect_success:
+        output = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, f"exit code {result.returncode}\n{output}"
+    return result

@@ -31,8 +31,8 @@ from sb3_ppg.zoo import (  # noqa: E402
     sample_ppg_params,
     with_default_config,
 )
+from tests.conftest import run_zoo  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGED_CONFIG = os.path.join("sb3_ppg", "hyperparams", "ppg.yml")
 with open(PPG_CONFIG_PATH) as config_file:
     PPG_ENTRIES = yaml.safe_load(config_file)
@@ -48,19 +48,6 @@ SMALL = [
     "aux_batch_size:128",
 ]
 TRAIN_STEPS = 2048
-
-
-def run_zoo(*args: str, cwd: Path, expect_success: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m sb3_ppg.zoo *args`` with this repo first on the path and torch on one thread."""
-    python_path = [str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(python_path), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, "-m", "sb3_ppg.zoo", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-    if expect_success:
-        output = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
-        assert result.returncode == 0, f"exit code {result.returncode}\n{output}"
-    return result
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,10 @@ with the remaining arguments, so every zoo option works and every zoo algo (``--
 ``train --algo ppg`` reads the hyperparameters packaged with sb3_ppg (``sb3_ppg/hyperparams/ppg.yml``) unless
 ``--conf-file`` is given.
 
+``train`` takes one option of its own: ``--heartbeat-interval SECONDS`` opens the ``--storage`` database with
+Optuna's heartbeat, so that the trial of a worker that died is marked failed by the other workers
+(:func:`optuna_heartbeat`).
+
 Commands: ``train``, ``enjoy``, ``record_video``, ``record_training`` and the plots
 (``plot_train``, ``plot_from_file``, ``all_plots``, which need ``rl_zoo3[plots]``).
 
@@ -53,14 +57,20 @@ COMMANDS = (
     "all_plots",
 )
 
+# The option of ``train`` that this command handles itself, before the zoo parses the rest
+HEARTBEAT_OPTION = "--heartbeat-interval"
+
 __all__ = [
+    "HEARTBEAT_OPTION",
     "PPG_CONFIG_PATH",
     "HyperparameterError",
     "PPGExperimentManager",
     "convert_ppg_params",
     "main",
+    "optuna_heartbeat",
     "register",
     "sample_ppg_params",
+    "split_heartbeat_interval",
     "with_default_config",
 ]
 
@@ -115,6 +125,96 @@ def with_default_config(train_args: Sequence[str]) -> list[str]:
         # In front: at the end it could land after a "--" and be read as a positional argument
         return ["--conf-file", PPG_CONFIG_PATH, *train_args]
     return list(train_args)
+
+
+def split_heartbeat_interval(train_args: Sequence[str]) -> tuple[int | None, list[str]]:
+    """
+    Take ``--heartbeat-interval SECONDS`` (or ``--heartbeat-interval=SECONDS``) out of the arguments of ``train``:
+    the zoo does not know that option.
+
+    :param train_args: the arguments of ``train``
+    :return: the interval in seconds (None when the option is not given) and the other arguments, in their order
+    :raises ValueError: when the interval is not a positive whole number of seconds, or when the option comes without
+        a database ``--storage``: only Optuna's database storages have a heartbeat, its journal file has none
+    """
+    interval_text = None
+    rest: list[str] = []
+    args = list(train_args)
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            # Whatever follows is not for a parser of options
+            rest.extend(args[index:])
+            break
+        if arg == HEARTBEAT_OPTION:
+            if index + 1 == len(args):
+                raise ValueError(f"{HEARTBEAT_OPTION} expects a number of seconds")
+            interval_text = args[index + 1]
+            index += 2
+        elif arg.startswith(f"{HEARTBEAT_OPTION}="):
+            interval_text = arg.partition("=")[2]
+            index += 1
+        else:
+            rest.append(arg)
+            index += 1
+    if interval_text is None:
+        return None, rest
+
+    try:
+        interval = int(interval_text)
+    except ValueError:
+        interval = 0
+    if interval < 1:
+        raise ValueError(f"{HEARTBEAT_OPTION} must be a whole number of seconds >= 1, got {interval_text!r}")
+    parser = _LenientParser(add_help=False)
+    # Same option string as rl_zoo3.train
+    parser.add_argument("--storage", default=None)
+    try:
+        storage = parser.parse_known_args(rest)[0].storage
+    except _ParseError:
+        storage = None
+    if storage is None or storage.endswith(".log"):
+        raise ValueError(
+            f"{HEARTBEAT_OPTION} needs a database --storage (sqlite:///..., postgresql://...): "
+            + ("the journal file storage (.log) has no heartbeat" if storage else "none was given")
+        )
+    return interval, rest
+
+
+@contextlib.contextmanager
+def optuna_heartbeat(heartbeat_interval: int) -> Iterator[None]:
+    """
+    Within this context, Optuna opens a storage given as a database URL (``sqlite:///...``, ``postgresql://...``)
+    as an ``optuna.storages.RDBStorage`` with a heartbeat. The zoo passes ``--storage`` to Optuna as a URL, which
+    gets no heartbeat otherwise.
+
+    Each running trial then records a heartbeat every ``heartbeat_interval`` seconds. Before each new trial, a
+    worker marks ``FAIL`` the running trials whose last heartbeat is older than the grace period, twice the
+    interval (Optuna's default): the trials of workers that died. A trial that fails this way no longer counts
+    towards ``--max-total-trials``. Storages given as objects (the zoo's journal file) are left as they are.
+
+    :param heartbeat_interval: seconds between two heartbeats of a running trial, at least 1
+    :raises ValueError: when ``heartbeat_interval`` is below 1
+    """
+    import optuna
+
+    if heartbeat_interval < 1:
+        raise ValueError(f"heartbeat_interval must be a whole number of seconds >= 1, got {heartbeat_interval}")
+    original_get_storage = optuna.storages.get_storage
+
+    def get_storage(storage: Any) -> Any:
+        if isinstance(storage, str):
+            # What Optuna does with a URL, plus the heartbeat
+            storage = optuna.storages.RDBStorage(storage, heartbeat_interval=heartbeat_interval)
+        return original_get_storage(storage)
+
+    # create_study and load_study look get_storage up in optuna.storages when they are called
+    optuna.storages.get_storage = get_storage
+    try:
+        yield
+    finally:
+        optuna.storages.get_storage = original_get_storage
 
 
 @contextlib.contextmanager
@@ -189,13 +289,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{PROG}: error: unknown command {command!r}, choose from {', '.join(COMMANDS)}", file=sys.stderr)
         raise SystemExit(2)
 
-    register()
+    heartbeat_interval = None
     if command == "train":
+        try:
+            heartbeat_interval, command_args = split_heartbeat_interval(command_args)
+        except ValueError as error:
+            print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
         command_args = with_default_config(command_args)
+
+    register()
     # The zoo's scripts parse sys.argv
     sys.argv = [f"{PROG} {command}", *command_args]
+    heartbeat = contextlib.nullcontext() if heartbeat_interval is None else optuna_heartbeat(heartbeat_interval)
     try:
-        _run(command)
+        with heartbeat:
+            _run(command)
     except HyperparameterError as error:
         # A config mistake: the message is the whole story, a traceback through the zoo would only hide it
         print(f"{PROG} {command}: error: {error}", file=sys.stderr)
