@@ -140,8 +140,10 @@ def test_aux_phase_changes_actor_aux_head_and_critic():
         assert changed, f"the aux phase did not change {prefix}"
 
 
-def test_n_aux_epochs_zero_skips_the_aux_phase_but_empties_the_buffer():
-    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **dict(SMALL, n_aux_epochs=0))
+def test_n_aux_epochs_zero_skips_the_aux_phase_and_stores_nothing():
+    # PPO run through PPG (the paper's baseline) must not hold N_pi rollouts of images for nothing
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **dict(SMALL, n_aux_epochs=0, n_policy_iterations=1000))
+    assert model.aux_buffer.observations.nbytes == 0
     model.learn(2 * 64)
     assert model._n_aux_phases == 0
     assert model.aux_buffer.n_samples == 0

@@ -12,7 +12,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_ppg.common.distributions import unvalidated
-from sb3_ppg.common.torch_layers import normed_init_
+from sb3_ppg.common.torch_layers import ImpalaCNN, normed_init_
 
 ARCHS = ("dual", "shared", "detach")
 
@@ -237,6 +237,24 @@ class AuxActorCriticCnnPolicy(AuxActorCriticPolicy):
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any):
         kwargs.setdefault("features_extractor_class", NatureCNN)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+
+class AuxActorCriticImpalaCnnPolicy(AuxActorCriticPolicy):
+    """
+    :class:`AuxActorCriticPolicy` as the PPG paper's code builds it for images: the :class:`ImpalaCNN` encoder with
+    the heads straight on its features (``net_arch=[]``). Takes the same arguments; ``features_extractor_class``
+    defaults to ``ImpalaCNN`` and ``net_arch`` to ``[]``.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any):
+        kwargs.setdefault("features_extractor_class", ImpalaCNN)
+        kwargs.setdefault("net_arch", [])
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
 
 

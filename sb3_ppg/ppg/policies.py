@@ -1,5 +1,11 @@
-from sb3_ppg.common.policies import AuxActorCriticCnnPolicy, AuxActorCriticPolicy, MultiInputAuxActorCriticPolicy
+from sb3_ppg.common.policies import (
+    AuxActorCriticCnnPolicy,
+    AuxActorCriticImpalaCnnPolicy,
+    AuxActorCriticPolicy,
+    MultiInputAuxActorCriticPolicy,
+)
 
 MlpPolicy = AuxActorCriticPolicy
 CnnPolicy = AuxActorCriticCnnPolicy
+ImpalaCnnPolicy = AuxActorCriticImpalaCnnPolicy
 MultiInputPolicy = MultiInputAuxActorCriticPolicy

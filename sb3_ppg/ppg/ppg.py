@@ -26,7 +26,7 @@ from sb3_ppg.common.distributions import (
 from sb3_ppg.common.logging import LossLog
 from sb3_ppg.common.losses import aux_value_loss, clipped_surrogate_loss, joint_loss, policy_kl, value_loss
 from sb3_ppg.common.policies import AuxActorCriticPolicy
-from sb3_ppg.ppg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_ppg.ppg.policies import CnnPolicy, ImpalaCnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfPPG = TypeVar("SelfPPG", bound="PPG")
 
@@ -47,7 +47,8 @@ class PPG(OnPolicyAlgorithm):
     Paper: https://arxiv.org/abs/2009.04416
     Code: https://github.com/openai/phasic-policy-gradient
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy); it must have an aux value head
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, ImpalaCnnPolicy, MultiInputPolicy); it must have an
+        aux value head
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The learning rate of the policy phase, it can be a function
         of the current progress remaining (from 1 to 0)
@@ -104,6 +105,7 @@ class PPG(OnPolicyAlgorithm):
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
+        "ImpalaCnnPolicy": ImpalaCnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
     policy: AuxActorCriticPolicy
@@ -232,15 +234,16 @@ class PPG(OnPolicyAlgorithm):
         self.aux_lr_schedule = FloatSchedule(aux_learning_rate)
 
         aux_buffer_class = DictAuxRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else AuxRolloutBuffer
+        # Without aux epochs (PPO through PPG, as the paper's baseline) nothing is stored: no memory, no copies
         self.aux_buffer = aux_buffer_class(
-            self.n_policy_iterations * self.n_steps,
+            self.n_policy_iterations * self.n_steps if self.n_aux_epochs > 0 else 0,
             self.observation_space,
             self.action_space,
             device=self.device,
             n_envs=self.n_envs,
         )
         aux_capacity = self.aux_buffer.buffer_size * self.n_envs
-        if self.aux_batch_size > aux_capacity:
+        if self.n_aux_epochs > 0 and self.aux_batch_size > aux_capacity:
             raise ValueError(
                 f"aux_batch_size must be between 1 and the aux buffer size "
                 f"n_policy_iterations * n_steps * n_envs = {self.n_policy_iterations} * {self.n_steps} * {self.n_envs} "
@@ -276,12 +279,14 @@ class PPG(OnPolicyAlgorithm):
         Run the policy phase on the rollout just collected, then the auxiliary phase if this rollout
         completes N_pi of them.
         """
+        if self.n_aux_epochs == 0:
+            self._train_policy_phase()
+            return
         # Copy before the policy phase: RolloutBuffer.get() flattens the buffer in place
         self.aux_buffer.add_rollout(self.rollout_buffer)
         self._train_policy_phase()
         if self.aux_buffer.full:
-            if self.n_aux_epochs > 0:
-                self._train_aux_phase()
+            self._train_aux_phase()
             self.aux_buffer.reset()
 
     def _train_policy_phase(self) -> None:

@@ -1,0 +1,100 @@
+"""The packaged Procgen configs: the paper code's settings, the memory they need, and the PPO baseline."""
+
+from importlib import resources
+
+import numpy as np
+import pytest
+import yaml
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv
+
+from sb3_ppg import PPG
+from sb3_ppg.common.torch_layers import ImpalaCNN
+from sb3_ppg.train import ENV_KEYS, convert_zoo_entry
+
+GAMES = ("Bigfish", "Bossfight", "Caveflyer", "Chaser", "Climber", "Coinrun", "Dodgeball", "Fruitbot")
+GAMES += ("Heist", "Jumper", "Leaper", "Maze", "Miner", "Ninja", "Plunder", "Starpilot")
+CONFIGS = ("ppg", "procgen_replication", "procgen_ppo_reference")
+# openai/phasic-policy-gradient's train.py defaults, in SB3's names
+REFERENCE = dict(
+    n_steps=256,
+    learning_rate=5e-4,
+    gamma=0.999,
+    gae_lambda=0.95,
+    clip_range=0.2,
+    ent_coef=0.01,
+    vf_coef=0.5,
+    beta_clone=1.0,
+    max_grad_norm=None,
+    normalize_advantage="rollout",
+    normalize_aux_targets=False,
+)
+FRAME_BYTES = 3 * 64 * 64
+
+
+def procgen_entries(config: str) -> dict[str, dict]:
+    text = resources.files("sb3_ppg").joinpath(f"hyperparams/{config}.yml").read_text()
+    return {env_id: entry for env_id, entry in yaml.safe_load(text).items() if env_id.endswith("Hard-v0")}
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_procgen_game_has_the_reference_settings(config):
+    entries = procgen_entries(config)
+    assert set(entries) == {f"{game}Hard-v0" for game in GAMES}
+    for entry in entries.values():
+        assert {key: entry[key] for key in REFERENCE} == REFERENCE
+        normalize = convert_zoo_entry(entry)["normalize"]
+        # The reference's reward normalisation: its own discount 0.99 and a clip at 10, rewards only
+        assert normalize == dict(norm_obs=False, norm_reward=True, gamma=0.99, clip_reward=10.0)
+        # 8 minibatches per epoch
+        assert entry["batch_size"] * 8 == entry["n_envs"] * entry["n_steps"]
+
+
+@pytest.mark.parametrize(
+    "config, n_envs, epochs, n_policy_iterations, aux_epochs, aux_batch_size",
+    [
+        ("ppg", 64, 1, 32, 6, 1024),
+        ("procgen_replication", 256, 1, 32, 6, 4096),
+        ("procgen_ppo_reference", 64, 3, 1, 0, 1024),
+    ],
+)
+def test_the_scale_of_each_config(config, n_envs, epochs, n_policy_iterations, aux_epochs, aux_batch_size):
+    entry = procgen_entries(config)["StarpilotHard-v0"]
+    assert (entry["n_envs"], entry["n_epochs"], entry["n_value_epochs"]) == (n_envs, epochs, epochs)
+    assert (entry["n_policy_iterations"], entry["n_aux_epochs"], entry["aux_batch_size"]) == (
+        n_policy_iterations,
+        aux_epochs,
+        aux_batch_size,
+    )
+    # Aux minibatches of 4 env segments of 256 steps per rank of 64 envs
+    assert entry["aux_batch_size"] == 4 * 256 * n_envs // 64
+
+
+@pytest.mark.parametrize("config, arch, aux_gigabytes", [("ppg", "dual", 6.4), ("procgen_ppo_reference", "shared", 0.0)])
+def test_the_64_env_entries_build_the_papers_models(config, arch, aux_gigabytes):
+    entry = convert_zoo_entry(procgen_entries(config)["StarpilotHard-v0"])
+    hyperparams = {key: value for key, value in entry.items() if key not in ENV_KEYS}
+    env_kwargs = dict(screen_height=64, screen_width=64, n_channels=3, discrete=True, channel_first=True)
+    env = make_vec_env(FakeImageEnv, n_envs=entry["n_envs"], env_kwargs=env_kwargs)
+    # The aux buffer is allocated but never written here, so it takes no physical memory
+    model = PPG(entry["policy"], env, **hyperparams)
+    policy = model.policy
+    assert isinstance(policy.features_extractor, ImpalaCNN) and policy.arch == arch
+    assert policy.features_extractor.features_dim == 256
+    assert policy.mlp_extractor.latent_dim_pi == policy.mlp_extractor.latent_dim_vf == 256
+    for optimizer in (policy.optimizer, policy.aux_optimizer):
+        assert optimizer.defaults["eps"] == 1e-8 and optimizer.defaults["lr"] == 5e-4
+    # ortho_init is off, so the reference's normed init stays: dense rows at 1.4, heads at 0.1
+    dense_norms = policy.features_extractor.linear.weight.norm(dim=1)
+    np.testing.assert_allclose(dense_norms.detach().numpy(), 1.4, rtol=1e-5)
+    np.testing.assert_allclose(policy.action_net.weight.norm(dim=1).detach().numpy(), 0.1, rtol=1e-5)
+    aux_states = entry["n_policy_iterations"] * entry["n_steps"] * entry["n_envs"] if entry["n_aux_epochs"] else 0
+    assert model.aux_buffer.observations.nbytes == aux_states * FRAME_BYTES
+    assert model.aux_buffer.observations.nbytes / 1e9 == pytest.approx(aux_gigabytes, abs=0.05)
+
+
+def test_the_replication_aux_buffer_needs_26_gigabytes():
+    entry = procgen_entries("procgen_replication")["StarpilotHard-v0"]
+    states = entry["n_policy_iterations"] * entry["n_steps"] * entry["n_envs"]
+    assert states == 32 * 65_536
+    assert states * FRAME_BYTES / 1e9 == pytest.approx(25.8, abs=0.05)
