@@ -5,6 +5,9 @@ Train PPG from the command line: progress bar, periodic evaluation, a final eval
 
 Hyperparameters come from the env's entry in the packaged ``hyperparams/ppg.yml`` (the RL Zoo's format), or from
 PPG's defaults for an env without one.
+
+EnvPool's Procgen and Atari ids (``StarpilotHard-v0``, ``Pong-v5``) are built as one
+:class:`~sb3_ppg.common.envpool.EnvPoolVecEnv` (needs ``pip install "sb3-ppg[procgen]"``).
 """
 
 import argparse
@@ -21,21 +24,24 @@ from torch import nn
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
+from sb3_ppg.common.envpool import envpool_family, make_envpool_env
 from sb3_ppg.ppg import PPG
 
 
 PPG_DEFAULT_GAMMA = inspect.signature(PPG).parameters["gamma"].default
 
 # Keys of a zoo entry that describe the environment rather than PPG's constructor
-ENV_KEYS = ("n_envs", "n_timesteps", "normalize", "policy")
+ENV_KEYS = ("n_envs", "n_timesteps", "normalize", "policy", "env_kwargs")
 
 
 def convert_zoo_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """
     Convert an RL Zoo hyperparameter entry as the zoo does: ``lin_<x>`` strings become linear schedules from x to 0,
-    and the ``policy_kwargs`` and ``normalize`` strings are evaluated as Python (e.g. ``dict(activation_fn=nn.ReLU)``).
+    and the ``policy_kwargs``, ``normalize`` and ``env_kwargs`` strings are evaluated as Python
+    (e.g. ``dict(activation_fn=nn.ReLU)``).
 
     :param entry: the entry as read from the yaml file
     :return: a converted copy
@@ -44,7 +50,7 @@ def convert_zoo_entry(entry: dict[str, Any]) -> dict[str, Any]:
     for key, value in config.items():
         if isinstance(value, str) and value.startswith("lin_"):
             config[key] = LinearSchedule(float(value[len("lin_") :]), 0.0, 1.0)
-    for key in ("policy_kwargs", "normalize"):
+    for key in ("policy_kwargs", "normalize", "env_kwargs"):
         if isinstance(config.get(key), str):
             config[key] = eval(config[key], {"nn": nn, "dict": dict})
     return config
@@ -59,6 +65,22 @@ def load_config(env_id: str) -> dict[str, Any]:
     """
     text = resources.files("sb3_ppg").joinpath("hyperparams/ppg.yml").read_text()
     return convert_zoo_entry(yaml.safe_load(text).get(env_id) or {})
+
+
+def make_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None) -> VecEnv:
+    """
+    The vectorized env of an id: an :class:`~sb3_ppg.common.envpool.EnvPoolVecEnv` for EnvPool's Procgen and Atari
+    ids, else SB3's ``make_vec_env`` (a ``DummyVecEnv`` of Monitor-wrapped envs).
+
+    :param env_id: environment id
+    :param n_envs: number of envs
+    :param seed: seed of the envs
+    :param env_kwargs: keyword arguments of the env (the options of the EnvPool env)
+    :return: the vectorized env
+    """
+    if envpool_family(env_id) is not None:
+        return make_envpool_env(env_id, n_envs=n_envs, seed=seed, **(env_kwargs or {}))
+    return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -93,14 +115,16 @@ def main(argv: Sequence[str] | None = None) -> float:
     n_envs = args.n_envs or config.get("n_envs", 1)
     normalize = config.get("normalize", False)
     normalize_kwargs = normalize if isinstance(normalize, dict) else {}
-    env = make_vec_env(args.env, n_envs=n_envs, seed=args.seed)
+    env_kwargs = config.get("env_kwargs")
+    env = make_env(args.env, n_envs=n_envs, seed=args.seed, env_kwargs=env_kwargs)
     # Evaluation sees raw rewards, with its own seed; its observation statistics follow the training env's
-    eval_env = make_vec_env(args.env, n_envs=1, seed=args.seed + 10_000)
+    eval_env = make_env(args.env, n_envs=1, seed=args.seed + 10_000, env_kwargs=env_kwargs)
     if normalize:
-        # Returns are normalised under the algorithm's own discount, as the RL Zoo does
-        env = VecNormalize(env, gamma=hyperparams.get("gamma", PPG_DEFAULT_GAMMA), **normalize_kwargs)
+        # Returns are normalised under the algorithm's own discount, as the RL Zoo does, unless the entry gives one
+        env = VecNormalize(env, **{"gamma": hyperparams.get("gamma", PPG_DEFAULT_GAMMA), **normalize_kwargs})
         eval_env = VecNormalize(eval_env, training=False, norm_obs=normalize_kwargs.get("norm_obs", True), norm_reward=False)
-    model = PPG(config.get("policy", "MlpPolicy"), env, seed=args.seed, verbose=args.verbose, **hyperparams)
+    default_policy = "CnnPolicy" if is_image_space(env.observation_space) else "MlpPolicy"
+    model = PPG(config.get("policy", default_policy), env, seed=args.seed, verbose=args.verbose, **hyperparams)
     print(f"Training PPG on {args.env} for {args.timesteps} steps with {n_envs} envs; hyperparameters: {hyperparams}")
     eval_callback = EvalCallback(
         eval_env,

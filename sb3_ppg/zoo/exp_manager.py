@@ -4,17 +4,28 @@ Hyperparameter checks for ``--algo ppg`` in the RL Zoo.
 The zoo passes every key of a config entry that it does not consume itself straight to the algorithm's
 constructor, so a typo in a config file would surface as a ``TypeError`` deep inside ``PPG.__init__``.
 :class:`PPGExperimentManager` checks the keys first and names the offending one.
+
+It also builds EnvPool's Procgen and Atari ids (``StarpilotHard-v0``, ``Pong-v5``) as one
+:class:`~sb3_ppg.common.envpool.EnvPoolVecEnv`, for every algo. Importing this module registers those ids in
+gymnasium's registry (:func:`~sb3_ppg.common.envpool.register_gymnasium_ids`): the zoo's ``train`` accepts only
+registered ids.
 """
 
 import difflib
 import inspect
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.utils import SimpleLinearSchedule
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
 
+from sb3_ppg.common.envpool import envpool_family, make_envpool_env, register_gymnasium_ids
 from sb3_ppg.ppg import PPG
+
+register_gymnasium_ids()
 
 ALGO_NAME = "ppg"
 
@@ -109,7 +120,20 @@ class PPGExperimentManager(ExperimentManager):
 
     For PPG it also reads ``aux_learning_rate: lin_<value>`` as a linear schedule, like the zoo does for
     ``learning_rate``.
+
+    For EnvPool ids (Procgen, Atari), with any algo, the envs are one
+    :class:`~sb3_ppg.common.envpool.EnvPoolVecEnv` (``n_envs`` envs in one pool, ``env_kwargs`` as its options,
+    seeded with ``--seed``); the zoo's ``normalize``, ``frame_stack`` and ``vec_env_wrapper`` apply on top of it as
+    usual, the training episodes go to ``0.monitor.csv`` in the log folder, and evaluation is stochastic, as the
+    zoo does for Atari. ``env_wrapper`` (a gymnasium wrapper) cannot wrap EnvPool's envs and is refused.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._envpool_family = envpool_family(self.env_name.gym_id)
+        if self._envpool_family is not None:
+            # Argmax policies can stall in these games until their time limit
+            self.deterministic_eval = False
 
     def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
         try:
@@ -141,3 +165,53 @@ class PPGExperimentManager(ExperimentManager):
                     f"aux_learning_rate must be a number or 'lin_<initial value>', got {aux_learning_rate!r}"
                 ) from error
         return hyperparams
+
+    def _preprocess_normalization(self, hyperparams: dict[str, Any]) -> dict[str, Any]:
+        """
+        The zoo's ``normalize`` handling, except that a ``gamma`` given in the ``normalize`` dict is kept: the zoo
+        replaces it with the algorithm's, but the reference Procgen runs normalise rewards with their own 0.99.
+
+        :param hyperparams: the entry
+        :return: the entry without ``normalize``
+        """
+        normalize = hyperparams.get("normalize")
+        # The zoo evaluates a string entry the same way
+        given = eval(normalize) if isinstance(normalize, str) else normalize
+        hyperparams = super()._preprocess_normalization(hyperparams)
+        if isinstance(given, dict) and "gamma" in given:
+            self.normalize_kwargs["gamma"] = given["gamma"]
+        return hyperparams
+
+    def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
+        """
+        The zoo's envs, or for an EnvPool id, an :class:`~sb3_ppg.common.envpool.EnvPoolVecEnv` with the zoo's
+        wrappers on top.
+
+        :param n_envs: number of envs
+        :param eval_env: whether it is the evaluation env (no monitor file, no reward normalisation)
+        :param no_log: write no monitor file (hyperparameter search)
+        :return: the vectorized env
+        """
+        if self._envpool_family is None:
+            return super().create_envs(n_envs, eval_env=eval_env, no_log=no_log)
+        if self.env_wrapper is not None:
+            raise HyperparameterError(
+                f"env_wrapper cannot wrap {self.env_name.gym_id}: EnvPool's envs are not gymnasium envs. Remove it; "
+                "EnvPool's Atari envs are preprocessed already (frame skip, 84x84 grey, 4 stacked frames)"
+            )
+        # The zoo's Monitor writes one file per env in the log folder; the pool writes one for all its envs
+        monitor_file = None if eval_env or no_log else os.path.join(self.save_path, "0.monitor.csv")
+        env_kwargs = self.eval_env_kwargs if eval_env else self.env_kwargs
+        env: VecEnv = make_envpool_env(
+            self.env_name.gym_id, n_envs=n_envs, seed=self.seed, monitor_file=monitor_file, **(env_kwargs or {})
+        )
+        if self.vec_env_wrapper is not None:
+            env = self.vec_env_wrapper(env)
+        env = self._maybe_normalize(env, eval_env)
+        if self.frame_stack is not None:
+            env = VecFrameStack(env, self.frame_stack)
+        # EnvPool's images are channel-first unless channel_first=False was asked for
+        space = env.observation_space
+        if is_image_space(space) and not is_image_space_channels_first(space):  # type: ignore[arg-type]
+            env = VecTransposeImage(env)
+        return env
