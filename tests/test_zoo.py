@@ -27,6 +27,7 @@ from sb3_ppg.zoo import (  # noqa: E402
     PPG_CONFIG_PATH,
     PPGExperimentManager,
     convert_ppg_params,
+    packaged_config,
     register,
     sample_ppg_params,
     with_default_config,
@@ -207,6 +208,22 @@ def test_aux_learning_rate_reads_a_linear_schedule():
 )
 def test_packaged_config_is_the_default_for_ppg_only(args, expected):
     assert with_default_config(args) == expected
+
+
+def test_conf_file_takes_a_packaged_configs_name(tmp_path, monkeypatch):
+    ppo_reference = packaged_config("procgen_ppo_reference")
+    assert ppo_reference is not None and ppo_reference.endswith("procgen_ppo_reference.yml")
+    assert packaged_config("procgen_replication.yml") == packaged_config("procgen_replication")
+    assert packaged_config("no_such_config") is None
+    assert packaged_config("../hyperparams/ppg") is None
+    args = ["--algo", "ppg", "--env", "StarpilotHard-v0", "--conf-file", "procgen_ppo_reference"]
+    assert with_default_config(args) == [*args[:-1], ppo_reference]
+    assert with_default_config(["-conf", "procgen_ppo_reference"]) == ["-conf", ppo_reference]
+    assert with_default_config(["--conf-file=procgen_ppo_reference"]) == [f"--conf-file={ppo_reference}"]
+    # A file of that name in the working directory is the user's and wins
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "procgen_ppo_reference").write_text("{}")
+    assert with_default_config(["-conf", "procgen_ppo_reference"]) == ["-conf", "procgen_ppo_reference"]
 
 
 @pytest.mark.parametrize("n_envs", [1, 3, 8])

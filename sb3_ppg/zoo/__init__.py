@@ -9,7 +9,8 @@ RL Zoo (rl_zoo3) integration: train, tune, replay and record PPG with the zoo's 
 ``sb3-ppg-zoo`` is the same command. It adds ``ppg`` to the zoo (:func:`register`), then runs the zoo's script
 with the remaining arguments, so every zoo option works and every zoo algo (``--algo ppo``, ...) keeps working.
 ``train --algo ppg`` reads the hyperparameters packaged with sb3_ppg (``sb3_ppg/hyperparams/ppg.yml``) unless
-``--conf-file`` is given.
+``--conf-file`` is given. ``--conf-file`` also takes the name of another packaged file: ``procgen_replication``
+(Procgen at the paper's full 256-env scale) or ``procgen_ppo_reference`` (the paper's PPO baseline, run by PPG).
 
 ``train`` takes one option of its own: ``--heartbeat-interval SECONDS`` opens the ``--storage`` database with
 Optuna's heartbeat, so that the trial of a worker that died is marked failed by the other workers
@@ -45,7 +46,9 @@ from sb3_ppg.zoo.hyperparams_opt import convert_ppg_params, sample_ppg_params
 PROG = "sb3-ppg-zoo"
 
 # Path of the packaged hyperparameters: the zoo reads a config from a file
-PPG_CONFIG_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hyperparams", "ppg.yml")
+HYPERPARAMS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hyperparams")
+PPG_CONFIG_PATH = os.path.join(HYPERPARAMS_DIR, "ppg.yml")
+CONF_FILE_OPTIONS = ("--conf-file", "-conf")
 
 COMMANDS = (
     "train",
@@ -68,6 +71,7 @@ __all__ = [
     "convert_ppg_params",
     "main",
     "optuna_heartbeat",
+    "packaged_config",
     "register",
     "sample_ppg_params",
     "split_heartbeat_interval",
@@ -105,10 +109,20 @@ class _LenientParser(argparse.ArgumentParser):
         raise _ParseError(message)
 
 
+def packaged_config(name: str) -> str | None:
+    """
+    :param name: a packaged config's name, e.g. ``procgen_ppo_reference`` (with or without ``.yml``)
+    :return: its path, or None when no packaged file has that name
+    """
+    file_name = name if name.endswith(".yml") else f"{name}.yml"
+    path = os.path.join(HYPERPARAMS_DIR, file_name)
+    return path if os.path.basename(file_name) == file_name and os.path.isfile(path) else None
+
+
 def with_default_config(train_args: Sequence[str]) -> list[str]:
     """
     Arguments of ``train`` with ``--conf-file <packaged ppg.yml>`` added when the algo is ppg and no conf file
-    was given.
+    was given, and a ``--conf-file`` that names a packaged config (``procgen_replication``) replaced by its path.
 
     :param train_args: the arguments of the zoo's ``train`` script
     :return: the arguments to run it with
@@ -124,7 +138,15 @@ def with_default_config(train_args: Sequence[str]) -> list[str]:
     if known.algo == ALGO_NAME and known.conf_file is None:
         # In front: at the end it could land after a "--" and be read as a positional argument
         return ["--conf-file", PPG_CONFIG_PATH, *train_args]
-    return list(train_args)
+    args = list(train_args)
+    path = None if known.conf_file is None or os.path.exists(known.conf_file) else packaged_config(known.conf_file)
+    if path is not None:
+        for index, arg in enumerate(args):
+            if arg in CONF_FILE_OPTIONS and index + 1 < len(args) and args[index + 1] == known.conf_file:
+                args[index + 1] = path
+            elif arg == f"--conf-file={known.conf_file}":
+                args[index] = f"--conf-file={path}"
+    return args
 
 
 def split_heartbeat_interval(train_args: Sequence[str]) -> tuple[int | None, list[str]]:
