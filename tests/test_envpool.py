@@ -317,7 +317,7 @@ def test_training_command_builds_envpool_envs(tmp_path, monkeypatch):
 @pytest.mark.parametrize("algo", ["ppg", "ppo"])
 def test_zoo_trains_through_envpool(tmp_path, algo):
     pytest.importorskip("rl_zoo3", reason="the zoo integration needs the zoo extra: pip install -e '.[zoo]'")
-    from test_zoo import run_zoo
+    from tests.conftest import run_zoo
 
     entry = dict(
         policy="CnnPolicy",
@@ -351,6 +351,30 @@ def test_zoo_trains_through_envpool(tmp_path, algo):
     model = PPG.load(run_folder / f"{PROCGEN_ID}.zip", device="cpu") if algo == "ppg" else None
     if model is not None:
         assert model.observation_space.shape == (3, 64, 64) and model.num_timesteps == 512
+
+
+@needs_envpool
+@pytest.mark.parametrize("conf_file, arch", [(None, "dual"), ("procgen_ppo_reference", "shared")])
+def test_zoo_trains_the_packaged_procgen_entries(tmp_path, conf_file, arch):
+    # The packaged entries as they are (full IMPALA CNN, the paper's options), shrunk only in size
+    pytest.importorskip("rl_zoo3", reason="the zoo integration needs the zoo extra: pip install -e '.[zoo]'")
+    import pickle
+
+    from tests.conftest import run_zoo
+
+    args = ["train", "--algo", "ppg", "--env", PROCGEN_ID, "--seed", "0", "-f", "logs", "-n", "64", "--eval-freq", "0"]
+    args += ["-params", "n_envs:2", "n_steps:16", "batch_size:16", "aux_batch_size:32", "n_policy_iterations:2"]
+    if conf_file is not None:
+        args += ["--conf-file", conf_file]
+    run_zoo(*args, cwd=tmp_path)
+    run_folder = tmp_path / "logs" / "ppg" / f"{PROCGEN_ID}_1"
+    model = PPG.load(run_folder / f"{PROCGEN_ID}.zip", device="cpu")
+    assert model.policy.arch == arch and model.num_timesteps == 64
+    assert (model.max_grad_norm, model.normalize_advantage, model.normalize_aux_targets) == (None, "rollout", False)
+    assert model._n_aux_phases == (1 if conf_file is None else 0)
+    with open(run_folder / PROCGEN_ID / "vecnormalize.pkl", "rb") as file:
+        vec_normalize = pickle.load(file)
+    assert (vec_normalize.gamma, vec_normalize.clip_reward, vec_normalize.norm_obs) == (0.99, 10.0, False)
 
 
 def test_zoo_keeps_the_gamma_of_normalize():
