@@ -2,7 +2,7 @@
 Training speed of PPG against PPO, side by side in one process: env steps per second of ``learn()``.
 
     python benchmarks/speed.py --env LunarLander-v3 --timesteps 131072 --repeats 3
-    python benchmarks/speed.py --env FakeImage --timesteps 16384 --arms ppg ppg-shared ppg-detach ppo-shared
+    python benchmarks/speed.py --env FakeImage --timesteps 4096 --arms ppg ppg-shared ppg-detach ppo-shared
 
 The arms run interleaved (A B A B ...) with one torch thread, so outside load falls on each alike; the report gives
 each arm's median steps/s and its ratio to the last arm. LunarLander arms come from ``compare.py`` (``ppg`` is the
@@ -31,13 +31,13 @@ FAKE_IMAGE = "FakeImage"
 IMAGE_ARMS = ("ppg", "ppg-shared", "ppg-detach", "ppo-shared")
 # Procgen's reference settings at the 64-env scale, shrunk to a short rollout so that a timing sees aux phases
 IMAGE_PPG = dict(
-    n_steps=64,
-    batch_size=512,
+    n_steps=16,
+    batch_size=256,
     n_epochs=1,
     n_value_epochs=1,
     n_policy_iterations=4,
     n_aux_epochs=6,
-    aux_batch_size=1024,
+    aux_batch_size=512,
     learning_rate=5e-4,
     gamma=0.999,
     gae_lambda=0.95,
