@@ -155,3 +155,35 @@ def test_ppg_overrides_reach_only_the_ppg_arm() -> None:
     assert args.ppg_overrides == {"n_policy_iterations": 2, "beta_clone": 0.5}
     assert arm_config("ppg", "CartPole-v1", args.ppg_overrides)["hyperparams"]["n_policy_iterations"] == 2
     assert "n_policy_iterations" not in arm_config("ppo-matched", "CartPole-v1", args.ppg_overrides)["hyperparams"]
+
+
+def test_speed_times_each_arm_and_reports_ratios(tmp_path):
+    out = tmp_path / "speed.csv"
+    command = [sys.executable, "benchmarks/speed.py", "--env", ENV, "--timesteps", "512", "--repeats", "2"]
+    command += ["--arms", "ppg", "ppo", "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with out.open() as file:
+        rows = list(csv.DictReader(file))
+    # Interleaved: ppg, ppo, ppg, ppo
+    assert [(row["arm"], row["repeat"]) for row in rows] == [("ppg", "0"), ("ppo", "0"), ("ppg", "1"), ("ppo", "1")]
+    for row in rows:
+        assert float(row["steps_per_s"]) == pytest.approx(512 / float(row["wall_s"]), rel=0.01)
+    report = out.with_suffix(".md").read_text()
+    assert "| ppo | " in report and report.rstrip().endswith("| 1.000 |")
+
+
+def test_speed_report_ratios_are_to_the_last_arm():
+    from benchmarks.speed import render
+
+    rows = [{"arm": "a", "steps_per_s": value} for value in (10.0, 30.0, 20.0)]
+    rows += [{"arm": "b", "steps_per_s": value} for value in (40.0, 40.0)]
+    report = render(rows, ["a", "b"], "cmd")
+    assert "| a | 20 | 0.500 |" in report and "| b | 40 | 1.000 |" in report
+
+
+def test_speed_refuses_arms_it_cannot_build():
+    from benchmarks.speed import FAKE_IMAGE, build_model
+
+    with pytest.raises(ValueError, match="--arms for FakeImage must be among ppg, ppg-shared, ppg-detach, ppo-shared"):
+        build_model("ppo-matched", FAKE_IMAGE, seed=0)
