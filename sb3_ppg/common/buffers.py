@@ -9,7 +9,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import PyTorchObs, TensorDict
 
-from sb3_ppg.common.distributions import distribution_params_dim
+from sb3_ppg.common.distributions import check_action_masks, distribution_params_dim, mask_dims
 
 
 class AuxBufferSamples(NamedTuple):
@@ -22,6 +22,20 @@ class DictAuxBufferSamples(NamedTuple):
     observations: TensorDict
     returns: th.Tensor
     old_distribution_params: th.Tensor
+
+
+class MaskableAuxBufferSamples(NamedTuple):
+    observations: th.Tensor
+    returns: th.Tensor
+    old_distribution_params: th.Tensor
+    action_masks: th.Tensor
+
+
+class MaskableDictAuxBufferSamples(NamedTuple):
+    observations: TensorDict
+    returns: th.Tensor
+    old_distribution_params: th.Tensor
+    action_masks: th.Tensor
 
 
 class AuxRolloutBuffer(BaseBuffer):
@@ -54,10 +68,14 @@ class AuxRolloutBuffer(BaseBuffer):
         n_envs: int = 1,
     ):
         super().__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs)
-        self.params_dim = distribution_params_dim(action_space)
+        self.params_dim = self._distribution_params_dim()
         self._allocate_observations()
         self.returns = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
         self.distribution_params = th.zeros((self.buffer_size * self.n_envs, self.params_dim), device=self.device)
+
+    def _distribution_params_dim(self) -> int:
+        # Floats per state of the snapshot
+        return distribution_params_dim(self.action_space)
 
     def _allocate_observations(self) -> None:
         assert isinstance(self.obs_shape, tuple)
@@ -172,3 +190,70 @@ class DictAuxRolloutBuffer(AuxRolloutBuffer):
     def _get_samples(self, batch_inds: np.ndarray, env: None = None) -> DictAuxBufferSamples:  # type: ignore[override]
         samples = super()._get_samples(batch_inds)
         return DictAuxBufferSamples(*samples)  # type: ignore[arg-type]
+
+
+class MaskableAuxRolloutBuffer(AuxRolloutBuffer):
+    """
+    :class:`AuxRolloutBuffer` that also keeps the action masks of every stored state, as bool (one byte per mask
+    entry: SB3-Contrib's rollout buffers hold them as float32), so that the aux phase builds the snapshot and the
+    live distribution with the masks the state had. The snapshot holds the policy's unmasked logits; the masks are
+    applied to both when a minibatch is drawn.
+
+    :param buffer_size: Steps per environment it holds: ``n_policy_iterations * n_steps``
+    :param observation_space: Observation space
+    :param action_space: Action space (Discrete, MultiDiscrete or MultiBinary)
+    :param device: PyTorch device for the sampled tensors
+    :param n_envs: Number of parallel environments
+    """
+
+    action_masks: np.ndarray
+    _samples_class: type[MaskableAuxBufferSamples] | type[MaskableDictAuxBufferSamples] = MaskableAuxBufferSamples
+
+    def _allocate_observations(self) -> None:
+        super()._allocate_observations()
+        self.mask_dims = mask_dims(self.action_space)
+        self.action_masks = np.ones((self.buffer_size, self.n_envs, self.mask_dims), dtype=bool)
+
+    def _distribution_params_dim(self) -> int:
+        # One logit per mask entry: SB3-Contrib's MultiBinary distribution is a categorical over {0, 1} per dimension
+        return mask_dims(self.action_space)
+
+    def add_rollout(self, rollout_buffer: RolloutBuffer) -> None:
+        """
+        Copy the observations, value targets and action masks of one finished rollout.
+
+        :param rollout_buffer: a ``MaskableRolloutBuffer`` or ``MaskableDictRolloutBuffer`` after
+            ``compute_returns_and_advantage``
+        """
+        rollout_masks = getattr(rollout_buffer, "action_masks", None)
+        if rollout_masks is None:
+            raise TypeError(
+                f"{type(rollout_buffer).__name__} has no action_masks: use SB3-Contrib's MaskableRolloutBuffer "
+                "or MaskableDictRolloutBuffer"
+            )
+        # Before anything is stored: a state without a valid action would give an undefined KL in the aux phase
+        check_action_masks(rollout_masks, rollout_buffer.buffer_size * rollout_buffer.n_envs, self.action_space)
+        start = self.pos
+        super().add_rollout(rollout_buffer)
+        self.action_masks[start : self.pos] = rollout_masks.reshape(self.pos - start, self.n_envs, self.mask_dims)
+
+    def _get_samples(  # type: ignore[override]
+        self, batch_inds: np.ndarray, env: None = None
+    ) -> MaskableAuxBufferSamples | MaskableDictAuxBufferSamples:
+        samples = super()._get_samples(batch_inds)
+        action_masks = self.to_torch(self.action_masks.reshape(-1, self.mask_dims)[batch_inds], copy=False)
+        return self._samples_class(*samples, action_masks=action_masks)  # type: ignore[arg-type]
+
+
+class MaskableDictAuxRolloutBuffer(MaskableAuxRolloutBuffer, DictAuxRolloutBuffer):  # type: ignore[misc]
+    """
+    :class:`MaskableAuxRolloutBuffer` for ``Dict`` observation spaces; each key keeps its own dtype.
+
+    :param buffer_size: Steps per environment it holds: ``n_policy_iterations * n_steps``
+    :param observation_space: Observation space
+    :param action_space: Action space (Discrete, MultiDiscrete or MultiBinary)
+    :param device: PyTorch device for the sampled tensors
+    :param n_envs: Number of parallel environments
+    """
+
+    _samples_class = MaskableDictAuxBufferSamples

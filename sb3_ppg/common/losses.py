@@ -6,12 +6,15 @@ so it can be checked against numbers computed by hand.
 """
 
 import torch as th
+from sb3_contrib.common.maskable.distributions import MaskableDistribution
 from stable_baselines3.common.distributions import (
     Distribution,
     MultiCategoricalDistribution,
     kl_divergence,
     sum_independent_dims,
 )
+
+from sb3_ppg.common.distributions import maskable_categoricals
 
 
 def clipped_surrogate_loss(
@@ -76,10 +79,15 @@ def policy_kl(old: Distribution, new: Distribution) -> th.Tensor:
     this is the analytic divergence with the snapshot ``old`` first, which SB3's
     ``kl_divergence(dist_true, dist_pred)`` reads as KL(true || pred).
 
+    Maskable distributions (SB3-Contrib's) go to :func:`masked_categorical_kl`, sub-action by sub-action.
+
     :param old: the policy before the aux phase (a snapshot, no gradient)
     :param new: the current policy
     :return: KL per sample, shape (batch,)
     """
+    if isinstance(old, MaskableDistribution) and isinstance(new, MaskableDistribution):
+        pairs = zip(maskable_categoricals(old), maskable_categoricals(new), strict=True)
+        return th.stack([masked_categorical_kl(o.logits, n.logits, o.masks, n.masks) for o, n in pairs]).sum(dim=0)
     if isinstance(new, MultiCategoricalDistribution):
         # SB3 sums over the sub-actions here already
         return kl_divergence(old, new)
@@ -87,6 +95,39 @@ def policy_kl(old: Distribution, new: Distribution) -> th.Tensor:
     kl = th.distributions.kl_divergence(old.distribution, new.distribution)  # type: ignore[arg-type]
     # Diagonal Gaussian and Bernoulli give one value per action dimension
     return sum_independent_dims(kl) if kl.dim() > 1 else kl
+
+
+def masked_categorical_kl(
+    old_logits: th.Tensor, new_logits: th.Tensor, old_masks: th.Tensor | None, new_masks: th.Tensor | None
+) -> th.Tensor:
+    """
+    Exact KL(pi_old || pi) per sample between two categoricals with invalid actions masked out.
+
+    SB3-Contrib masks an action by setting its logit to -1e8, so its probability underflows to 0, and torch's
+    categorical KL then zeroes its term. This function makes both exact by construction instead: masked actions of
+    ``old`` contribute exactly 0, and the log probabilities are used as they are, never ``log(exp(.))``, so a valid
+    action with a tiny probability under ``pi`` gives a large finite term where torch's KL gives inf.
+
+    An action valid under ``old`` but masked under ``new`` makes the KL infinite (``inf``), and a state with no
+    valid action under ``old`` has no distribution (``nan``): the aux phase stops on either.
+
+    :param old_logits: logits of the snapshot, shape (batch, n_actions); masked or not, any normalisation
+    :param new_logits: logits of the current policy, same shape
+    :param old_masks: True where the action is valid under the snapshot; None: all valid
+    :param new_masks: True where the action is valid under the current policy; None: all valid
+    :return: KL per sample, shape (batch,)
+    """
+    all_valid = th.ones_like(old_logits, dtype=th.bool)
+    old_valid = all_valid if old_masks is None else old_masks.bool()
+    new_valid = all_valid if new_masks is None else new_masks.bool()
+    both_valid = old_valid & new_valid
+    # Masked entries are -inf after log_softmax: zeroed before the product, so no inf - inf reaches a value or a grad
+    old_log_p = th.where(both_valid, th.log_softmax(old_logits.masked_fill(~old_valid, -th.inf), dim=-1), 0.0)
+    new_log_p = th.where(both_valid, th.log_softmax(new_logits.masked_fill(~new_valid, -th.inf), dim=-1), 0.0)
+    # KL(old || new) = sum over a valid under old of p_old(a) * (log p_old(a) - log p_new(a))
+    kl = th.where(both_valid, old_log_p.exp() * (old_log_p - new_log_p), 0.0).sum(dim=-1)
+    kl = th.where((old_valid & ~new_valid).any(dim=-1), th.inf, kl)
+    return th.where(old_valid.any(dim=-1), kl, th.nan)
 
 
 def joint_loss(aux_loss: th.Tensor, kl: th.Tensor, beta_clone: float) -> th.Tensor:

@@ -5,13 +5,15 @@ from typing import Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.distributions import Distribution
+from sb3_contrib.common.maskable.distributions import MaskableDistribution, MaybeMasks, make_masked_proba_distribution
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.distributions import CategoricalDistribution, Distribution
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
-from sb3_ppg.common.distributions import unvalidated
+from sb3_ppg.common.distributions import check_action_masks, mask_dims, maskable_categoricals, unvalidated
 from sb3_ppg.common.torch_layers import ImpalaCNN, normed_init_
 
 ARCHS = ("dual", "shared", "detach")
@@ -186,11 +188,14 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
 
     def forward(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         latent_pi, latent_vf = self._latents(obs)
-        distribution = self._get_action_dist_from_latent(latent_pi)
+        actions, log_prob = self._act(self._get_action_dist_from_latent(latent_pi), deterministic)
+        return actions, self.value_net(latent_vf), log_prob
+
+    def _act(self, distribution: Distribution, deterministic: bool) -> tuple[th.Tensor, th.Tensor]:
+        """Actions drawn from ``distribution``, in the action space's shape, and their log probability."""
         actions = distribution.get_actions(deterministic=deterministic)
         log_prob = distribution.log_prob(actions)
-        actions = actions.reshape((-1, *self.action_space.shape))  # type: ignore[misc]
-        return actions, self.value_net(latent_vf), log_prob
+        return actions.reshape((-1, *self.action_space.shape)), log_prob  # type: ignore[misc]
 
     def evaluate_actions(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
         latent_pi, latent_vf = self._latents(obs)
@@ -272,3 +277,145 @@ class MultiInputAuxActorCriticPolicy(AuxActorCriticPolicy):
     def __init__(self, observation_space: spaces.Dict, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any):
         kwargs.setdefault("features_extractor_class", CombinedExtractor)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+
+class MaskableAuxActorCriticPolicy(AuxActorCriticPolicy):
+    """
+    :class:`AuxActorCriticPolicy` with invalid-action masking, for :class:`~sb3_ppg.MaskablePPG`: the action
+    distribution is SB3-Contrib's maskable one, and every method that builds it takes ``action_masks`` as
+    SB3-Contrib's ``MaskableActorCriticPolicy`` does (True or 1 where the action is valid; None: no masking).
+    The architectures (``arch``), the aux value head and the aux optimizer are those of :class:`AuxActorCriticPolicy`.
+
+    Masks given as NumPy arrays or lists (from an env, or to ``predict``) are checked: their size must fit the batch
+    and each state needs a valid choice in every sub-action. Masks given as tensors (the rollout and aux buffers',
+    already checked when collected) are checked for their size only, so no minibatch waits for the device.
+
+    :param observation_space: Observation space
+    :param action_space: Action space: Discrete, MultiDiscrete or (one-dimensional) MultiBinary
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`; ``use_sde`` must be False
+    """
+
+    action_dist: MaskableDistribution  # type: ignore[assignment]
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any):
+        # Raises for Box and the other spaces masks cannot apply to, naming the allowed ones
+        mask_dims(action_space)
+        if kwargs.get("use_sde"):
+            raise ValueError("use_sde must be False with action masks: gSDE is for continuous (Box) actions")
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        # SB3's _build makes the action head for its own distribution classes only; a categorical over as many logits
+        # as the maskable distribution has gets the same head, nn.Linear(latent_dim_pi, mask_dims)
+        self.action_dist = CategoricalDistribution(mask_dims(self.action_space))  # type: ignore[assignment]
+        super()._build(lr_schedule)
+        self.action_dist = make_masked_proba_distribution(self.action_space)
+
+    def _get_action_dist_from_latent(self, latent_pi: th.Tensor) -> MaskableDistribution:
+        return unvalidated(lambda: self.action_dist.proba_distribution(self.action_net(latent_pi)))
+
+    def _masked_dist(self, latent_pi: th.Tensor, action_masks: MaybeMasks) -> MaskableDistribution:
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        if action_masks is not None:
+            n_states = len(maskable_categoricals(distribution)[0].logits)
+            check_action_masks(action_masks, n_states, self.action_space, check_values=not isinstance(action_masks, th.Tensor))
+            distribution.apply_masking(action_masks)
+        return distribution
+
+    def forward(  # type: ignore[override]
+        self, obs: th.Tensor, deterministic: bool = False, action_masks: MaybeMasks = None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        latent_pi, latent_vf = self._latents(obs)
+        actions, log_prob = self._act(self._masked_dist(latent_pi, action_masks), deterministic)
+        return actions, self.value_net(latent_vf), log_prob
+
+    def get_distribution(self, obs: PyTorchObs, action_masks: MaybeMasks = None) -> MaskableDistribution:  # type: ignore[override]
+        """
+        :param obs: Observation
+        :param action_masks: Action masks to apply to the action distribution
+        :return: the action distribution
+        """
+        return self._masked_dist(self._actor_latent(obs), action_masks)
+
+    def evaluate_actions(  # type: ignore[override]
+        self, obs: PyTorchObs, actions: th.Tensor, action_masks: MaybeMasks = None
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """
+        :param obs: Observation
+        :param actions: Actions
+        :param action_masks: Action masks to apply to the action distribution
+        :return: estimated value, log likelihood of the actions and entropy of the action distribution
+        """
+        latent_pi, latent_vf = self._latents(obs)
+        masked = self._masked_dist(latent_pi, action_masks)
+        return self.value_net(latent_vf), masked.log_prob(actions), masked.entropy()
+
+    def evaluate_policy(  # type: ignore[override]
+        self, obs: PyTorchObs, actions: th.Tensor, action_masks: MaybeMasks = None
+    ) -> tuple[th.Tensor, th.Tensor | None]:
+        """
+        :meth:`evaluate_actions` without the critic.
+
+        :param obs: Observation
+        :param actions: Actions
+        :param action_masks: Action masks to apply to the action distribution
+        :return: log likelihood of the actions and entropy of the action distribution
+        """
+        masked = self.get_distribution(obs, action_masks)
+        return masked.log_prob(actions), masked.entropy()
+
+    def evaluate_aux(  # type: ignore[override]
+        self, obs: PyTorchObs, action_masks: MaybeMasks = None
+    ) -> tuple[Distribution, th.Tensor, th.Tensor]:
+        """
+        One forward pass for the auxiliary phase.
+
+        :param obs: Observation
+        :param action_masks: Action masks to apply to the action distribution
+        :return: the masked action distribution, V_aux(s) and V(s), both of shape (batch,)
+        """
+        latent_pi, latent_vf = self._latents(obs)
+        values = self.value_net(latent_vf).flatten()
+        return self._masked_dist(latent_pi, action_masks), self.aux_value_net(latent_pi).flatten(), values
+
+    def _predict(  # type: ignore[override]
+        self, observation: PyTorchObs, deterministic: bool = False, action_masks: MaybeMasks = None
+    ) -> th.Tensor:
+        return self.get_distribution(observation, action_masks).get_actions(deterministic=deterministic)
+
+    # SB3-Contrib's predict is SB3's with the masks passed on to _predict: reused as it is
+    predict = MaskableActorCriticPolicy.predict  # type: ignore[assignment]
+
+
+class MaskableAuxActorCriticCnnPolicy(MaskableAuxActorCriticPolicy, AuxActorCriticCnnPolicy):
+    """
+    :class:`MaskableAuxActorCriticPolicy` for image observations (NatureCNN by default).
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`
+    """
+
+
+class MaskableAuxActorCriticImpalaCnnPolicy(MaskableAuxActorCriticPolicy, AuxActorCriticImpalaCnnPolicy):
+    """
+    :class:`MaskableAuxActorCriticPolicy` with the :class:`ImpalaCNN` encoder and ``net_arch=[]`` by default.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`
+    """
+
+
+class MaskableMultiInputAuxActorCriticPolicy(MaskableAuxActorCriticPolicy, MultiInputAuxActorCriticPolicy):
+    """
+    :class:`MaskableAuxActorCriticPolicy` for ``Dict`` observations (CombinedExtractor by default).
+
+    :param observation_space: Observation space (Dict)
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`
+    """

@@ -9,6 +9,7 @@ import gymnasium as gym
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
@@ -16,7 +17,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
 
-from sb3_ppg.common.buffers import AuxRolloutBuffer, DictAuxRolloutBuffer
+from sb3_ppg.common.buffers import AuxBufferSamples, AuxRolloutBuffer, DictAuxBufferSamples, DictAuxRolloutBuffer
 from sb3_ppg.common.distributions import (
     SUPPORTED_ACTION_SPACES,
     distribution_from_params,
@@ -233,9 +234,8 @@ class PPG(OnPolicyAlgorithm):
         aux_learning_rate = self.learning_rate if self.aux_learning_rate is None else self.aux_learning_rate
         self.aux_lr_schedule = FloatSchedule(aux_learning_rate)
 
-        aux_buffer_class = DictAuxRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else AuxRolloutBuffer
         # Without aux epochs (PPO through PPG, as the paper's baseline) nothing is stored: no memory, no copies
-        self.aux_buffer = aux_buffer_class(
+        self.aux_buffer = self._aux_buffer_class()(
             self.n_policy_iterations * self.n_steps if self.n_aux_epochs > 0 else 0,
             self.observation_space,
             self.action_space,
@@ -249,6 +249,25 @@ class PPG(OnPolicyAlgorithm):
                 f"n_policy_iterations * n_steps * n_envs = {self.n_policy_iterations} * {self.n_steps} * {self.n_envs} "
                 f"= {aux_capacity}; got {self.aux_batch_size}"
             )
+
+    def _aux_buffer_class(self) -> type[AuxRolloutBuffer]:
+        """:return: the class of the aux buffer, for this model's observation space"""
+        return DictAuxRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else AuxRolloutBuffer
+
+    def _evaluation_kwargs(self, samples: RolloutBufferSamples | AuxBufferSamples | DictAuxBufferSamples) -> dict[str, Any]:
+        """
+        :param samples: a minibatch of the rollout buffer or of the aux buffer
+        :return: keyword arguments that the policy's ``evaluate_actions``, ``evaluate_policy`` and ``evaluate_aux``
+            take for this minibatch besides observations and actions; none in PPG
+        """
+        return {}
+
+    def _snapshot_distribution(self, aux_data: AuxBufferSamples | DictAuxBufferSamples) -> Distribution:
+        """
+        :param aux_data: a minibatch of the aux buffer
+        :return: the snapshot pi_old at its states, a new distribution object
+        """
+        return distribution_from_params(self.action_space, aux_data.old_distribution_params)
 
     def _maybe_recommend_cpu(self, mlp_class_name: str = AuxActorCriticPolicy.__name__) -> None:
         super()._maybe_recommend_cpu(mlp_class_name)
@@ -362,11 +381,12 @@ class PPG(OnPolicyAlgorithm):
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions.long().flatten()
         values: th.Tensor | None = None
+        kwargs = self._evaluation_kwargs(rollout_data)
         if with_values:
-            values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+            values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions, **kwargs)
             values = values.flatten()
         else:
-            log_prob, entropy = self.policy.evaluate_policy(rollout_data.observations, actions)
+            log_prob, entropy = self.policy.evaluate_policy(rollout_data.observations, actions, **kwargs)
         advantages = rollout_data.advantages
         if _per_minibatch(self.normalize_advantage) and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -395,8 +415,9 @@ class PPG(OnPolicyAlgorithm):
         log = LossLog()
         for _ in range(self.n_aux_epochs):
             for aux_data in self.aux_buffer.get(self.aux_batch_size):
-                distribution, aux_values, values = self.policy.evaluate_aux(aux_data.observations)
-                old_distribution = distribution_from_params(self.action_space, aux_data.old_distribution_params)
+                kwargs = self._evaluation_kwargs(aux_data)
+                distribution, aux_values, values = self.policy.evaluate_aux(aux_data.observations, **kwargs)
+                old_distribution = self._snapshot_distribution(aux_data)
                 terms = {
                     "aux_kl": policy_kl(old_distribution, distribution).mean(),
                     "aux_value_loss": aux_value_loss(aux_values, (aux_data.returns - target_mean) / (target_std + 1e-8)),
