@@ -5,6 +5,9 @@ The alias is registered when :mod:`sb3_ppg` is imported. ``SubprocVecEnv`` worke
 ``forkserver`` import the user's main module, so a script that imports ``sb3_ppg`` sees the alias in its
 workers too; the forkserver also preloads this module, for sessions without a main script (notebooks, pytest).
 Where neither applies, ``"sb3_ppg:LunarLander-v2"`` makes gymnasium import ``sb3_ppg`` first.
+
+It also registers ``InvalidActionEnvDiscrete-v0``, SB3-Contrib's masked identity task, which gymnasium does not
+know: the RL Zoo trains only registered ids, and ``--algo ppg_mask`` needs an env with action masks.
 """
 
 import warnings
@@ -43,6 +46,12 @@ def make_lunar_lander(**kwargs: Any) -> gym.Env:
     return LunarLander(**kwargs)
 
 
+# SB3-Contrib's envs with an ``action_masks()`` method, by id: (entry point, default kwargs)
+MASKED_ENVS = {
+    "InvalidActionEnvDiscrete-v0": ("sb3_contrib.common.envs:InvalidActionEnvDiscrete", {"dim": 20, "n_invalid_actions": 10}),
+}
+
+
 def _preload_in_forkserver() -> None:
     # Keep what the user set (by default only "__main__"); the forkserver starts lazily, so this is cheap
     server = getattr(forkserver, "_forkserver", None)
@@ -52,7 +61,10 @@ def _preload_in_forkserver() -> None:
 
 
 def register_aliases() -> None:
-    """Register the v2 ids that gymnasium no longer has, with the settings of their v3 counterparts."""
+    """
+    Register the v2 ids that gymnasium no longer has, with the settings of their v3 counterparts, and the masked
+    envs of ``MASKED_ENVS``.
+    """
     for alias, target in ALIASES.items():
         if alias in gym.registry:
             continue
@@ -64,4 +76,8 @@ def register_aliases() -> None:
             reward_threshold=spec.reward_threshold,
             kwargs=dict(spec.kwargs),
         )
+    for env_id, (entry_point, kwargs) in MASKED_ENVS.items():
+        if env_id not in gym.registry:
+            # The env ends its episodes itself (truncated after ep_length steps)
+            gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs))
     _preload_in_forkserver()

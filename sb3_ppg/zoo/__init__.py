@@ -6,9 +6,10 @@ RL Zoo (rl_zoo3) integration: train, tune, replay and record PPG with the zoo's 
     python -m sb3_ppg.zoo enjoy --algo ppg --env LunarLander-v3 -f logs
     python -m sb3_ppg.zoo record_video --algo ppg --env LunarLander-v3 -f logs
 
-``sb3-ppg-zoo`` is the same command. It adds ``ppg`` to the zoo (:func:`register`), then runs the zoo's script
-with the remaining arguments, so every zoo option works and every zoo algo (``--algo ppo``, ...) keeps working.
-``train --algo ppg`` reads the hyperparameters packaged with sb3_ppg (``sb3_ppg/hyperparams/ppg.yml``) unless
+``sb3-ppg-zoo`` is the same command. It adds ``ppg`` and ``ppg_mask`` (MaskablePPG) to the zoo (:func:`register`),
+then runs the zoo's script with the remaining arguments, so every zoo option works and every zoo algo
+(``--algo ppo``, ...) keeps working. ``train --algo ppg`` reads the hyperparameters packaged with sb3_ppg
+(``sb3_ppg/hyperparams/ppg.yml``), ``train --algo ppg_mask`` those of ``ppg_mask.yml``, unless
 ``--conf-file`` is given. ``--conf-file`` also takes the name of another packaged file: ``procgen_replication``
 (Procgen at the paper's full 256-env scale) or ``procgen_ppo_reference`` (the paper's PPO baseline, run by PPG).
 
@@ -25,6 +26,9 @@ Limitations:
   know ``ppg``. This command runs ``record_training`` in-process and sends those subprocesses to
   ``sb3_ppg.zoo record_video`` instead (with the current interpreter). It also needs the ``ffmpeg`` program.
 - The plain ``rl_zoo3`` / ``python -m rl_zoo3.train`` commands do not know ``ppg``: use this one.
+- With ``ppg_mask``, the envs need an ``action_masks()`` method (``InvalidActionEnvDiscrete-v0``, registered by
+  sb3_ppg, has one). ``train`` collects rollouts and evaluates (``--eval-freq``) with the masks; ``enjoy``,
+  ``record_video`` and ``-optimize``'s trial evaluations call the zoo's own ``predict`` and run without them.
 - ``push_to_hub`` and ``load_from_hub`` are not wrapped (the Hugging Face hub has no PPG agents to load).
 - ``-optimize`` searches N_pi up to 32 on top of PPO's n_steps up to 4096: the aux buffer holds
   N_pi * n_steps * n_envs observations, too many for image observations. Register your own sampler for those.
@@ -40,7 +44,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from sb3_ppg.zoo.exp_manager import ALGO_NAME, HyperparameterError, PPGExperimentManager
+from sb3_ppg.zoo.exp_manager import ALGO_CLASSES, HyperparameterError, PPGExperimentManager
 from sb3_ppg.zoo.hyperparams_opt import convert_ppg_params, sample_ppg_params
 
 PROG = "sb3-ppg-zoo"
@@ -48,6 +52,9 @@ PROG = "sb3-ppg-zoo"
 # Path of the packaged hyperparameters: the zoo reads a config from a file
 HYPERPARAMS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hyperparams")
 PPG_CONFIG_PATH = os.path.join(HYPERPARAMS_DIR, "ppg.yml")
+PPG_MASK_CONFIG_PATH = os.path.join(HYPERPARAMS_DIR, "ppg_mask.yml")
+# The config each algo of this package reads unless --conf-file is given
+DEFAULT_CONFIGS = {"ppg": PPG_CONFIG_PATH, "ppg_mask": PPG_MASK_CONFIG_PATH}
 CONF_FILE_OPTIONS = ("--conf-file", "-conf")
 
 COMMANDS = (
@@ -64,8 +71,10 @@ COMMANDS = (
 HEARTBEAT_OPTION = "--heartbeat-interval"
 
 __all__ = [
+    "DEFAULT_CONFIGS",
     "HEARTBEAT_OPTION",
     "PPG_CONFIG_PATH",
+    "PPG_MASK_CONFIG_PATH",
     "HyperparameterError",
     "PPGExperimentManager",
     "convert_ppg_params",
@@ -81,19 +90,19 @@ __all__ = [
 
 def register() -> None:
     """
-    Make ``ppg`` an algo of the zoo in this process: its class, its Optuna sampler and converter, and the
-    hyperparameter checks of :class:`PPGExperimentManager` for ``rl_zoo3.train``. Safe to call more than once.
+    Make ``ppg`` and ``ppg_mask`` (MaskablePPG) algos of the zoo in this process: their classes, their Optuna sampler
+    and converter (the same: MaskablePPG takes PPG's arguments), and the hyperparameter checks of
+    :class:`PPGExperimentManager` for ``rl_zoo3.train``. Safe to call more than once.
     """
     import rl_zoo3.train
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
     from rl_zoo3.utils import ALGOS
 
-    from sb3_ppg.ppg import PPG
-
-    # The zoo's scripts build their --algo choices from ALGOS when they parse, so this is enough for them
-    ALGOS[ALGO_NAME] = PPG
-    HYPERPARAMS_SAMPLER[ALGO_NAME] = sample_ppg_params
-    HYPERPARAMS_CONVERTER[ALGO_NAME] = convert_ppg_params
+    for algo, algo_class in ALGO_CLASSES.items():
+        # The zoo's scripts build their --algo choices from ALGOS when they parse, so this is enough for them
+        ALGOS[algo] = algo_class
+        HYPERPARAMS_SAMPLER[algo] = sample_ppg_params
+        HYPERPARAMS_CONVERTER[algo] = convert_ppg_params
     # train() looks the class up in its module: the subclass only adds checks for ppg
     rl_zoo3.train.ExperimentManager = PPGExperimentManager  # type: ignore[misc]
 
@@ -121,8 +130,9 @@ def packaged_config(name: str) -> str | None:
 
 def with_default_config(train_args: Sequence[str]) -> list[str]:
     """
-    Arguments of ``train`` with ``--conf-file <packaged ppg.yml>`` added when the algo is ppg and no conf file
-    was given, and a ``--conf-file`` that names a packaged config (``procgen_replication``) replaced by its path.
+    Arguments of ``train`` with ``--conf-file <packaged ppg.yml>`` (``ppg_mask.yml``) added when the algo is ppg
+    (ppg_mask) and no conf file was given, and a ``--conf-file`` that names a packaged config
+    (``procgen_replication``) replaced by its path.
 
     :param train_args: the arguments of the zoo's ``train`` script
     :return: the arguments to run it with
@@ -135,9 +145,9 @@ def with_default_config(train_args: Sequence[str]) -> list[str]:
         known, _ = parser.parse_known_args(list(train_args))
     except _ParseError:
         return list(train_args)
-    if known.algo == ALGO_NAME and known.conf_file is None:
+    if known.algo in DEFAULT_CONFIGS and known.conf_file is None:
         # In front: at the end it could land after a "--" and be read as a positional argument
-        return ["--conf-file", PPG_CONFIG_PATH, *train_args]
+        return ["--conf-file", DEFAULT_CONFIGS[known.algo], *train_args]
     args = list(train_args)
     path = None if known.conf_file is None or os.path.exists(known.conf_file) else packaged_config(known.conf_file)
     if path is not None:

@@ -17,17 +17,22 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import rl_zoo3.exp_manager
 from rl_zoo3.exp_manager import ExperimentManager
+from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
 from rl_zoo3.utils import SimpleLinearSchedule
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
 
 from sb3_ppg.common.envpool import envpool_family, make_envpool_env, register_gymnasium_ids
 from sb3_ppg.ppg import PPG
+from sb3_ppg.ppg_mask import MaskablePPG
 
 register_gymnasium_ids()
 
 ALGO_NAME = "ppg"
+# The zoo's names of this package's algos; their configs get the same checks
+ALGO_CLASSES: dict[str, type[PPG]] = {ALGO_NAME: PPG, "ppg_mask": MaskablePPG}
 
 # Keys that rl_zoo3 2.9's ExperimentManager removes from an entry before it calls the constructor
 # (``_preprocess_hyperparams``). ``noise_type``/``noise_std`` are not here: they become an ``action_noise``,
@@ -63,11 +68,12 @@ class HyperparameterError(ValueError):
     """A config entry that the zoo cannot turn into a PPG model: unknown, clashing or missing keys."""
 
 
-def ppg_hyperparameter_names() -> frozenset[str]:
+def ppg_hyperparameter_names(algo_class: type[PPG] = PPG) -> frozenset[str]:
     """
+    :param algo_class: PPG or one of its subclasses (which take PPG's arguments)
     :return: the ``PPG.__init__`` arguments a config entry may set
     """
-    parameters = inspect.signature(PPG.__init__).parameters
+    parameters = inspect.signature(algo_class.__init__).parameters
     return frozenset(
         name for name in parameters if name != "self" and not name.startswith("_") and name not in COMMAND_LINE_KEYS
     )
@@ -77,6 +83,7 @@ def check_ppg_hyperparams(
     hyperparams: Mapping[str, Any],
     config: str,
     command_line_keys: Mapping[str, Any] | None = None,
+    algo_class: type[PPG] = PPG,
 ) -> None:
     """
     Check the keys of a zoo hyperparameter entry for PPG.
@@ -84,10 +91,12 @@ def check_ppg_hyperparams(
     :param hyperparams: the entry, after the zoo merged the ``--hyperparams`` overrides into it
     :param config: the file (or module) the entry was read from, for the error message
     :param command_line_keys: the ``--hyperparams`` overrides, to say where a bad key came from
+    :param algo_class: the algo the entry is for, PPG or MaskablePPG
     :raises HyperparameterError: naming every unknown or clashing key, or the first missing required one
     """
     command_line_keys = command_line_keys or {}
-    allowed = ppg_hyperparameter_names() | ZOO_KEYS
+    algo = algo_class.__name__
+    allowed = ppg_hyperparameter_names(algo_class) | ZOO_KEYS
 
     def origin(key: str) -> str:
         return "--hyperparams" if key in command_line_keys else config
@@ -104,9 +113,9 @@ def check_ppg_hyperparams(
             problems.append(f"unknown hyperparameter '{key}' (from {origin(key)}){hint}")
     if problems:
         raise HyperparameterError(
-            "invalid PPG hyperparameters:\n"
+            f"invalid {algo} hyperparameters:\n"
             + "".join(f"  - {problem}\n" for problem in problems)
-            + f"PPG takes: {', '.join(sorted(ppg_hyperparameter_names()))}\n"
+            + f"{algo} takes: {', '.join(sorted(ppg_hyperparameter_names(algo_class)))}\n"
             + f"the zoo takes: {', '.join(sorted(ZOO_KEYS))}"
         )
     for key in REQUIRED_KEYS:
@@ -116,7 +125,8 @@ def check_ppg_hyperparams(
 
 class PPGExperimentManager(ExperimentManager):
     """
-    rl_zoo3's ``ExperimentManager`` with checks for ``--algo ppg``; it behaves exactly as its parent for other algos.
+    rl_zoo3's ``ExperimentManager`` with checks for ``--algo ppg`` and ``--algo ppg_mask``; it behaves exactly as its
+    parent for other algos. With ``ppg_mask`` the periodic evaluation (``--eval-freq``) uses the env's action masks.
 
     For PPG it also reads ``aux_learning_rate: lin_<value>`` as a linear schedule, like the zoo does for
     ``learning_rate``.
@@ -140,15 +150,28 @@ class PPGExperimentManager(ExperimentManager):
             hyperparams, saved_hyperparams = super().read_hyperparameters()
         except ValueError as error:
             # The zoo's message names the env and the file; say what to do about it
-            if self.algo == ALGO_NAME and str(error).startswith("Hyperparameters not found"):
+            if self.algo in ALGO_CLASSES and str(error).startswith("Hyperparameters not found"):
                 raise HyperparameterError(
                     f"{error}. Write an entry for this env id in a yml file of your own (starting from a similar env's "
                     "entry there) and pass it with --conf-file"
                 ) from error
             raise
-        if self.algo == ALGO_NAME:
-            check_ppg_hyperparams(hyperparams, self.config, self.custom_hyperparams)
+        if self.algo in ALGO_CLASSES:
+            check_ppg_hyperparams(hyperparams, self.config, self.custom_hyperparams, ALGO_CLASSES[self.algo])
         return hyperparams, saved_hyperparams
+
+    def create_callbacks(self) -> None:
+        """The zoo's callbacks; for ``ppg_mask`` the periodic evaluation is SB3-Contrib's, with the env's masks."""
+        if ALGO_CLASSES.get(self.algo) is not MaskablePPG:
+            super().create_callbacks()
+            return
+        # The zoo builds its EvalCallback by the name it imported; MaskableEvalCallback takes the same arguments
+        original = rl_zoo3.exp_manager.EvalCallback
+        rl_zoo3.exp_manager.EvalCallback = MaskableEvalCallback  # type: ignore[misc]
+        try:
+            super().create_callbacks()
+        finally:
+            rl_zoo3.exp_manager.EvalCallback = original  # type: ignore[misc]
 
     @staticmethod
     def _preprocess_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
