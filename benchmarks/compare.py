@@ -38,6 +38,7 @@ MATCHED_KEYS = ("n_steps", "learning_rate", "batch_size", "gamma", "gae_lambda",
 THRESHOLDS = {"LunarLander-v3": 200.0, "LunarLanderContinuous-v3": 200.0, "CartPole-v1": 475.0, "Acrobot-v1": -100.0}
 
 Row = dict[str, Any]
+Evaluate = Callable[[], tuple[float, float]]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -189,7 +190,6 @@ def run_one(
     """
     import torch
     from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
@@ -211,30 +211,39 @@ def run_one(
         eval_env = VecNormalize(eval_env, training=False, norm_obs=kwargs.get("norm_obs", True), norm_reward=False)
     algo_class = PPG if config["algo"] == "PPG" else PPO
     model = algo_class(config["policy"], env, seed=seed, verbose=0, **hyperparams)
+
+    def evaluate_once() -> tuple[float, float]:
+        sync_envs_normalization(env, eval_env)
+        return evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)  # type: ignore[return-value]
+
+    rows = learn_with_evaluations(model, timesteps, eval_freq, evaluate_once, arm, seed, env_id)
+    write_rows(run_path(Path(out), env_id, arm, seed), rows)
+    return len(rows)
+
+
+def learn_with_evaluations(
+    model: Any, timesteps: int, eval_freq: int, evaluate_once: Evaluate, arm: str, seed: int, label: str
+) -> list[Row]:
+    """
+    Train in one ``learn()`` (lin_ schedules decay over the whole budget), evaluating with ``evaluate_once`` (mean,
+    std) after the update that passes each multiple of ``eval_freq`` steps and at the end; the wall-clock leaves the
+    evaluations out. :return: one row per evaluation
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
     rows: list[Row] = []
     clock = {"start": time.perf_counter(), "eval": 0.0}
 
     def evaluate() -> None:
-        """Evaluate the current policy; the time spent here is excluded from the training wall-clock."""
         wall_s = time.perf_counter() - clock["start"] - clock["eval"]
         eval_start = time.perf_counter()
-        sync_envs_normalization(env, eval_env)
-        mean, std = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)
+        mean, std = evaluate_once()
         clock["eval"] += time.perf_counter() - eval_start
-        row = {
-            "algo": arm,
-            "seed": seed,
-            "timesteps": model.num_timesteps,
-            "eval_mean": float(mean),  # type: ignore[arg-type]
-            "eval_std": float(std),  # type: ignore[arg-type]
-            "wall_s": round(wall_s, 3),
-        }
-        rows.append(row)
-        print(f"{env_id} {arm} seed {seed}: {model.num_timesteps} steps, eval mean {float(mean):.1f}", flush=True)  # type: ignore[arg-type]
+        row = dict(algo=arm, seed=seed, timesteps=model.num_timesteps, eval_mean=float(mean), eval_std=float(std))
+        rows.append({**row, "wall_s": round(wall_s, 3)})
+        print(f"{label} {arm} seed {seed}: {model.num_timesteps} steps, eval mean {float(mean):.1f}", flush=True)
 
     class EvalAfterTrain(BaseCallback):
-        """Evaluate at the start of a rollout, i.e. after the previous update, once ``eval_freq`` more steps ran."""
-
         def _on_rollout_start(self) -> None:
             if self.num_timesteps >= (len(rows) + 1) * eval_freq:
                 evaluate()
@@ -242,12 +251,10 @@ def run_one(
         def _on_step(self) -> bool:
             return True
 
-    # One learn() call, so that the lin_ schedules decay over the whole budget
     model.learn(timesteps, callback=EvalAfterTrain())
     if not rows or rows[-1]["timesteps"] != model.num_timesteps:
         evaluate()
-    write_rows(run_path(Path(out), env_id, arm, seed), rows)
-    return len(rows)
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------------------------
