@@ -251,6 +251,8 @@ def test_two_workers_share_one_study(backend, request, tmp_path):
         storage = request.getfixturevalue("postgres_url")
     elif backend == "sqlite":
         storage = f"sqlite:///{tmp_path / 'ppg_optuna.db'}"
+        # Optuna's tables first, as for the server: two workers creating them at once race ("table already exists")
+        optuna.storages.RDBStorage(storage).remove_session()
     else:
         # The zoo reads a --storage path ending in .log as a journal file
         storage = str(tmp_path / "ppg_optuna.log")
