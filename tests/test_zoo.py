@@ -33,6 +33,7 @@ from sb3_ppg.zoo import (  # noqa: E402
     with_default_config,
 )
 from tests.conftest import run_zoo  # noqa: E402
+from tests.test_configs import GAMES as PROCGEN_GAMES  # noqa: E402
 
 PACKAGED_CONFIG = os.path.join("sb3_ppg", "hyperparams", "ppg.yml")
 with open(PPG_CONFIG_PATH) as config_file:
@@ -257,6 +258,7 @@ def test_ppg_yml_has_the_documented_entries():
         "Pendulum-v1",
         "BipedalWalker-v3",
         "atari",
+        *(f"{game}Hard-v0" for game in PROCGEN_GAMES),
     }
     assert set(PPG_ENTRIES) == expected
     assert PPG_ENTRIES["LunarLander-v2"] == PPG_ENTRIES["LunarLander-v3"]
