@@ -27,7 +27,7 @@ install-system:
 	else echo "make: system packages missing:$$missing (install them with apt-get; their tests skip)"; fi
 
 install-tests: install-torch install-system
-	$(PYTHON) -m pip install --quiet -e ".[tests,zoo,docs,procgen,distributed]"
+	$(PYTHON) -m pip install --quiet -e ".[tests,zoo,docs,procgen,distributed,minatar]"
 
 train: install
 	$(PYTHON) -m sb3_ppg --env $(ENV) --timesteps $(TIMESTEPS) --seed $(SEED)

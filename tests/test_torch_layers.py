@@ -1,4 +1,4 @@
-"""The IMPALA CNN: the reference layout, both channel orders, and use by PPG and SB3's PPO."""
+"""The IMPALA CNN and MinAtar's network: the reference layouts, input handling, and use by PPG and SB3's PPO."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.envs import FakeImageEnv
 
 from sb3_ppg import PPG
-from sb3_ppg.common.torch_layers import ImpalaCNN, normed_init_
+from sb3_ppg.common.torch_layers import ImpalaCNN, MinAtarCNN, normed_init_
 
 
 def conv_params(in_channels: int, out_channels: int) -> int:
@@ -99,4 +99,72 @@ def test_ppg_and_ppo_train_with_it(algo, channel_first):
     model.learn(64)
     extractor = model.policy.features_extractor
     assert isinstance(extractor, ImpalaCNN)
+    assert any(not th.equal(a, b) for a, b in zip(before, extractor.parameters(), strict=True))
+
+
+def minatar_space(channels: int, dtype=bool) -> spaces.Box:
+    """MinAtar's observation space: channel-last 10x10 planes of 0/1."""
+    return spaces.Box(0, 1, (10, 10, channels), dtype=dtype)
+
+
+@pytest.mark.parametrize("channels, expected", [(4, 131_792), (6, 132_080)])
+def test_minatar_cnn_parameter_count(channels, expected):
+    # conv: 3 * 3 * C * 16 weights + 16 biases; dense: 16 * 8 * 8 (3x3 without padding: 10 -> 8) * 128 + 128
+    assert expected == 9 * channels * 16 + 16 + 16 * 8 * 8 * 128 + 128
+    cnn = MinAtarCNN(minatar_space(channels))
+    assert sum(param.numel() for param in cnn.parameters()) == expected
+    assert cnn.features_dim == 128
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8])
+def test_minatar_cnn_output_shape_and_channel_order(dtype):
+    cnn = MinAtarCNN(minatar_space(4, dtype), features_dim=32)
+    planes = th.rand(5, 10, 10, 4) > 0.5
+    features = cnn(planes.to(th.bool if dtype is bool else th.uint8))
+    assert features.shape == (5, 32)
+    assert (features >= 0).all()
+    # The channels are the last axis: only the first plane set, seen from the conv's first input channel
+    one_plane = th.zeros(1, 10, 10, 4)
+    one_plane[..., 0] = 1.0
+    with th.no_grad():
+        cnn.conv.weight[:, 1:].zero_()
+        cnn.conv.bias.zero_()
+        cnn.conv.weight[:, :1].fill_(1.0)
+        hidden = th.relu(cnn.conv(one_plane.permute(0, 3, 1, 2)))
+    assert th.allclose(hidden, th.full_like(hidden, 9.0))
+    assert th.allclose(cnn(one_plane), th.relu(cnn.linear(hidden.flatten(1))))
+
+
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        (spaces.Box(0, 1, (40,), dtype=np.float32), "Box observation space"),
+        (spaces.Box(0, 255, (10, 10, 4), dtype=np.uint8), "not a \\[0, 255\\] image"),
+        (spaces.Box(0, 1, (2, 10, 4), dtype=bool), "at least 3x3"),
+    ],
+)
+def test_minatar_cnn_refuses_other_spaces(space, message):
+    with pytest.raises(ValueError, match=message):
+        MinAtarCNN(space)
+
+
+@pytest.mark.parametrize("algo", [PPG, PPO])
+def test_ppg_and_ppo_train_with_minatar_cnn(algo):
+    import minatar.gym
+    from stable_baselines3.common.env_util import make_vec_env
+
+    minatar.gym.register_envs()
+    env = make_vec_env("MinAtar/Breakout-v1", n_envs=2, seed=0)
+    policy_kwargs: dict = dict(features_extractor_class=MinAtarCNN, net_arch=[])
+    kwargs: dict = dict(n_policy_iterations=2, n_aux_epochs=1, aux_batch_size=32) if algo is PPG else {}
+    if algo is PPG:
+        policy_kwargs["arch"] = "detach"
+    else:
+        policy_kwargs["share_features_extractor"] = True
+    model = algo("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs, seed=0, **kwargs)
+    before = [param.detach().clone() for param in model.policy.features_extractor.parameters()]
+    model.learn(128)
+    extractor = model.policy.features_extractor
+    assert isinstance(extractor, MinAtarCNN)
+    assert model.num_timesteps == 128
     assert any(not th.equal(a, b) for a, b in zip(before, extractor.parameters(), strict=True))

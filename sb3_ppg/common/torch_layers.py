@@ -1,4 +1,4 @@
-"""Features extractors for image observations: the IMPALA CNN of the PPG paper."""
+"""Features extractors for image observations: the IMPALA CNN of the PPG paper, and MinAtar's reference network."""
 
 import math
 from collections.abc import Sequence
@@ -127,3 +127,41 @@ class ImpalaCNN(BaseFeaturesExtractor):
             observations = observations.permute(0, 3, 1, 2)
         hidden = th.relu(th.flatten(self.stacks(observations), start_dim=1))
         return th.relu(self.linear(hidden))
+
+
+class MinAtarCNN(BaseFeaturesExtractor):
+    """
+    MinAtar's reference network (Young & Tian 2019): one 3x3 convolution of 16 channels (stride 1, no padding),
+    ReLU, flatten, a dense layer to ``features_dim`` and ReLU. At 10x10x4 (Breakout) it has 131,792 parameters.
+
+    MinAtar's observations are channel-last ``(10, 10, C)`` arrays of bool. Use it with ``MlpPolicy``: SB3's image
+    checks refuse images this small, and a bool (or uint8 0/1) space is neither transposed nor scaled by SB3, so
+    the extractor gets 0/1 floats and moves the channels first itself.
+
+    :param observation_space: a channel-last ``(height, width, channels)`` Box of bool, or of uint8 with high 1
+    :param features_dim: width of the dense layer and of the output (128 in MinAtar's reference)
+    :param n_filters: output channels of the convolution (16 in MinAtar's reference)
+    """
+
+    def __init__(self, observation_space: gym.Space, features_dim: int = 128, n_filters: int = 16):
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 3:
+            raise ValueError(f"MinAtarCNN needs a (height, width, channels) Box observation space, got {observation_space}")
+        if is_image_space(observation_space, check_channels=False):
+            # SB3 would move the channels first and divide by 255: MinAtar's 0/1 planes need neither
+            raise ValueError(
+                f"MinAtarCNN takes MinAtar's 0/1 planes (a bool Box, or uint8 with high 1), not a [0, 255] image: "
+                f"got {observation_space}"
+            )
+        height, width, in_channels = observation_space.shape
+        if height < 3 or width < 3 or features_dim < 1 or n_filters < 1:
+            raise ValueError(
+                f"MinAtarCNN needs images of at least 3x3, features_dim >= 1 and n_filters >= 1; got "
+                f"{observation_space.shape}, features_dim={features_dim}, n_filters={n_filters}"
+            )
+        super().__init__(observation_space, features_dim)
+        self.conv = nn.Conv2d(in_channels, n_filters, kernel_size=3, stride=1)
+        self.linear = nn.Linear(n_filters * (height - 2) * (width - 2), features_dim)
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        hidden = th.relu(self.conv(observations.float().permute(0, 3, 1, 2)))
+        return th.relu(self.linear(th.flatten(hidden, start_dim=1)))
