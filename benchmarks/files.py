@@ -1,0 +1,79 @@
+"""Run files of the benchmark: one CSV per (arm, seed), written atomically, and the combined CSVs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("algo", "seed", "timesteps", "eval_mean", "eval_std", "wall_s")
+
+Row = dict[str, Any]
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """
+    Write a file through a temporary file in the same directory, then move it into place.
+
+    :param path: the final path
+    :param write: writes the content to the path it is given
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix + ".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_rows(path: Path, rows: Iterable[Row]) -> None:
+    """Write rows with the ``COLUMNS`` header, atomically."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def read_rows(paths: Iterable[Path]) -> list[Row]:
+    """Read and type the rows of CSV files written by ``write_rows``."""
+    rows: list[Row] = []
+    for path in paths:
+        with open(path, newline="") as file:
+            for raw in csv.DictReader(file):
+                rows.append(
+                    {
+                        "algo": raw["algo"],
+                        "seed": int(raw["seed"]),
+                        "timesteps": int(raw["timesteps"]),
+                        "eval_mean": float(raw["eval_mean"]),
+                        "eval_std": float(raw["eval_std"]),
+                        "wall_s": float(raw["wall_s"]),
+                    }
+                )
+    return rows
+
+
+def run_path(out: Path, env_id: str, arm: str, seed: int) -> Path:
+    """The per-run file of (arm, seed)."""
+    return out / "runs" / env_id / f"{arm}_seed{seed}.csv"
+
+
+def run_is_complete(path: Path, timesteps: int) -> bool:
+    """
+    Whether a run file exists and its last evaluation is at or past ``timesteps``: a file from a shorter budget
+    would otherwise be reused silently.
+    """
+    if not path.exists():
+        return False
+    rows = read_rows([path])
+    return bool(rows) and max(row["timesteps"] for row in rows) >= timesteps
