@@ -37,13 +37,17 @@ from benchmarks.compare import (
     write_rows,
 )
 
-ARMS = ("maskable-ppg", "maskable-ppo")
-# Settings both arms take: PPO's defaults but a short horizon (the reward is immediate) and shorter rollouts
+ARMS = ("maskable-ppg", "maskable-ppo", "maskable-ppo-4-epochs", "maskable-ppg-no-aux")
+# Settings every arm takes: PPO's defaults but a short horizon (the reward is immediate) and shorter rollouts
 SHARED = dict(n_steps=512, batch_size=64, gamma=0.5, learning_rate=3e-4, ent_coef=0.0)
-# MaskablePPO's n_epochs is its default; PPG's policy phase gets fewer epochs, as in ppg.yml, plus its aux phase
+# MaskablePPO's n_epochs is its default; PPG's policy phase gets fewer epochs, as in ppg.yml, plus its aux phase.
+# The last two arms separate the two: MaskablePPO with PPG's 4 epochs, and MaskablePPG without its aux phase.
+PPG_POLICY_PHASE = dict(n_epochs=4, n_value_epochs=4, n_policy_iterations=4, aux_batch_size=256)
 ARM_KWARGS: dict[str, dict[str, Any]] = {
     "maskable-ppo": dict(n_epochs=10),
-    "maskable-ppg": dict(n_epochs=4, n_value_epochs=4, n_policy_iterations=4, n_aux_epochs=6, aux_batch_size=256),
+    "maskable-ppg": dict(PPG_POLICY_PHASE, n_aux_epochs=6),
+    "maskable-ppo-4-epochs": dict(n_epochs=4),
+    "maskable-ppg-no-aux": dict(PPG_POLICY_PHASE, n_aux_epochs=0),
 }
 
 
@@ -71,7 +75,7 @@ def run_one(arm: str, dim: int, invalid: int, seed: int, timesteps: int, eval_fr
     set_random_seed(seed)
     env = InvalidActionEnvDiscrete(dim=dim, n_invalid_actions=invalid)
     eval_env = InvalidActionEnvDiscrete(dim=dim, n_invalid_actions=invalid)
-    algo_class = MaskablePPG if arm == "maskable-ppg" else MaskablePPO
+    algo_class = MaskablePPG if arm.startswith("maskable-ppg") else MaskablePPO
     model = algo_class("MlpPolicy", env, seed=seed, verbose=0, **SHARED, **ARM_KWARGS[arm])
 
     def evaluate_once() -> tuple[float, float]:
