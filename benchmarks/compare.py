@@ -26,7 +26,16 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # The names other code imports from here: the benchmark's modules, by responsibility
-from benchmarks.configs import ARMS, MATCHED_KEYS, THRESHOLDS, ZOO_ENV_KEYS, arm_config, zoo_ppo_entry
+from benchmarks.configs import (
+    ARMS,
+    MATCHED_KEYS,
+    MINATAR_ARMS,
+    THRESHOLDS,
+    ZOO_ENV_KEYS,
+    arm_config,
+    arms_for,
+    zoo_ppo_entry,
+)
 from benchmarks.files import COLUMNS, Row, atomic_write, read_rows, run_is_complete, run_path, write_rows
 from benchmarks.report import ArmSummary, build_reports, group_runs, plot, render_markdown, steps_to_threshold, summarize
 from benchmarks.runner import Evaluate, learn_with_evaluations, run_one
@@ -35,12 +44,14 @@ __all__ = [
     "ARMS",
     "COLUMNS",
     "MATCHED_KEYS",
+    "MINATAR_ARMS",
     "THRESHOLDS",
     "ZOO_ENV_KEYS",
     "ArmSummary",
     "Evaluate",
     "Row",
     "arm_config",
+    "arms_for",
     "atomic_write",
     "build_reports",
     "group_runs",
@@ -85,16 +96,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20, help="deterministic episodes per evaluation")
     parser.add_argument("--threshold", type=float, default=None, help="return to reach (default: per env)")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"), help="output directory")
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="arms to run (default: all)")
+    all_arms = list(dict.fromkeys(ARMS + MINATAR_ARMS))
+    parser.add_argument("--arms", nargs="+", choices=all_arms, default=None, help="arms to run (default: the env's all)")
     parser.add_argument(
         "--ppg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a PPG hyperparameter of ppg.yml, e.g. --ppg n_policy_iterations=4 (repeatable; for sweeps, "
-        "with a separate --out)",
+        help="override a PPG hyperparameter of ppg.yml (on MinAtar: of both PPG arms), e.g. --ppg n_policy_iterations=4 "
+        "(repeatable; for sweeps, with a separate --out)",
     )
     args = parser.parse_args(argv)
+    env_arms = arms_for(args.env)
+    if args.arms is None:
+        args.arms = list(env_arms)
+    elif not set(args.arms) <= set(env_arms):
+        parser.error(f"{args.env}'s arms are {', '.join(env_arms)}; got {', '.join(args.arms)}")
     args.ppg_overrides = {}
     for item in args.ppg:
         key, separator, value = item.partition("=")
@@ -148,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except Exception as error:
                     failures += 1
                     print(f"FAILED {arm} seed {seed}: {error!r}", file=sys.stderr, flush=True)
+                else:
+                    # Reports follow each finished run, so a long benchmark can be read (and stopped) midway
+                    build_reports(out, args.env, args.threshold)
     rows = build_reports(out, args.env, args.threshold)
     if rows:
         print(f"Wrote {out / (args.env + '.csv')}, {out / (args.env + '.png')} and {out / (args.env + '.md')}")

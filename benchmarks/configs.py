@@ -1,6 +1,10 @@
 """
-The arms of the benchmark and their settings: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``), ``ppo`` (rl_zoo3's
-own ``ppo.yml`` entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``).
+The arms of the benchmark and their settings.
+
+On gymnasium's vector tasks: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``), ``ppo`` (rl_zoo3's own ``ppo.yml``
+entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar: ``ppo`` (SB3's
+PPO, one shared MinAtar network), ``ppg`` (PPG, ``arch="dual"``) and ``ppg-detach`` (PPG, ``arch="detach"``), all with
+the same env-side settings.
 """
 
 from __future__ import annotations
@@ -14,7 +18,38 @@ ARMS = ("ppg", "ppo", "ppo-matched")
 ZOO_ENV_KEYS = ("n_envs", "n_timesteps", "normalize", "policy")
 # Keys that ppo-matched copies from the ppg entry (n_epochs comes from the zoo PPO entry)
 MATCHED_KEYS = ("n_steps", "learning_rate", "batch_size", "gamma", "gae_lambda", "ent_coef", "clip_range", "policy_kwargs")
-THRESHOLDS = {"LunarLander-v3": 200.0, "LunarLanderContinuous-v3": 200.0, "CartPole-v1": 475.0, "Acrobot-v1": -100.0}
+THRESHOLDS = {
+    "LunarLander-v3": 200.0,
+    "LunarLanderContinuous-v3": 200.0,
+    "CartPole-v1": 475.0,
+    "Acrobot-v1": -100.0,
+    # Round marks fixed before the MinAtar runs, for the steps-to-threshold table; not from a reference
+    "MinAtar/Breakout-v1": 20.0,
+    "MinAtar/SpaceInvaders-v1": 100.0,
+}
+
+MINATAR_ARMS = ("ppo", "ppg", "ppg-detach")
+MINATAR_ENVS = ("MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1")
+MINATAR_N_ENVS = 64
+# gymnax-blines' PPO settings for MinAtar (agents/<Game>-MinAtar/ppo.yaml, the same for every game): 64 envs x 128
+# steps, 8 minibatches, 4 epochs, lr 5e-4 (constant here: SB3 has no warm-up), clip 0.2, gamma 0.999, GAE 0.95
+MINATAR_SHARED: dict[str, Any] = dict(
+    n_steps=128,
+    batch_size=1024,
+    n_epochs=4,
+    learning_rate=5e-4,
+    gamma=0.999,
+    gae_lambda=0.95,
+    clip_range=0.2,
+    ent_coef=0.01,
+    vf_coef=0.5,
+    max_grad_norm=0.5,
+)
+# PPG's own keys: E_V = E_pi = PPO's 4 epochs, so the policy phase reuses each sample as PPO does and only the
+# aux phase and the separate critic differ; N_pi 16 and E_aux 6 as in the paper; aux minibatches as PPO's
+MINATAR_PPG: dict[str, Any] = dict(n_value_epochs=4, n_policy_iterations=16, n_aux_epochs=6, aux_batch_size=1024)
+# A cap on episode length (MinAtar has none), so that a policy that never loses cannot stall an evaluation
+MINATAR_MAX_EPISODE_STEPS = 10_000
 
 
 def zoo_ppo_entry(env_id: str) -> dict[str, Any]:
@@ -36,17 +71,63 @@ def zoo_ppo_entry(env_id: str) -> dict[str, Any]:
     return dict(entry)
 
 
+def is_minatar(env_id: str) -> bool:
+    """Whether an env id is one of MinAtar's games."""
+    return env_id.startswith("MinAtar/")
+
+
+def arms_for(env_id: str) -> tuple[str, ...]:
+    """The arms of an env, in report order."""
+    return MINATAR_ARMS if is_minatar(env_id) else ARMS
+
+
+def minatar_arm_config(arm: str, ppg_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """
+    The settings of one MinAtar arm (see ``arm_config``); both games take the same ones.
+
+    :param arm: one of ``MINATAR_ARMS``
+    :param ppg_overrides: PPG constructor arguments that replace ``MINATAR_PPG``'s (for sweeps); PPG arms only
+    :return: the settings
+    """
+    from sb3_ppg.common.torch_layers import MinAtarCNN
+
+    # MinAtar's reference network: the heads sit straight on its 128 features
+    policy_kwargs: dict[str, Any] = dict(features_extractor_class=MinAtarCNN, net_arch=[])
+    hyperparams = dict(MINATAR_SHARED)
+    if arm == "ppo":
+        algo = "PPO"
+        policy_kwargs["share_features_extractor"] = True
+    elif arm in ("ppg", "ppg-detach"):
+        algo = "PPG"
+        policy_kwargs["arch"] = "detach" if arm == "ppg-detach" else "dual"
+        hyperparams.update(MINATAR_PPG)
+        hyperparams.update(ppg_overrides or {})
+    else:
+        raise ValueError(f"Unknown arm {arm!r} for MinAtar, expected one of {MINATAR_ARMS}")
+    return {
+        "algo": algo,
+        "policy": "MlpPolicy",
+        "n_envs": MINATAR_N_ENVS,
+        "normalize": False,
+        "env_kwargs": dict(max_episode_steps=MINATAR_MAX_EPISODE_STEPS),
+        "hyperparams": {**hyperparams, "policy_kwargs": policy_kwargs},
+    }
+
+
 def arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """
-    The settings of one arm: ``algo`` (class name), ``policy``, ``n_envs``, ``normalize`` and ``hyperparams``.
+    The settings of one arm: ``algo`` (class name), ``policy``, ``n_envs``, ``normalize``, ``hyperparams`` and, for
+    MinAtar, ``env_kwargs`` (passed to ``gymnasium.make``).
 
-    :param arm: one of ``ARMS``
+    :param arm: one of ``arms_for(env_id)``
     :param env_id: gymnasium environment id
-    :param ppg_overrides: PPG constructor arguments that replace the ppg.yml values (for sweeps); ppg arm only
+    :param ppg_overrides: PPG constructor arguments that replace the configured values (for sweeps); PPG arms only
     :return: the settings
     """
     from sb3_ppg.train import ENV_KEYS, convert_zoo_entry, load_config
 
+    if is_minatar(env_id):
+        return minatar_arm_config(arm, ppg_overrides)
     if arm == "ppg":
         entry, algo, env_keys = load_config(env_id), "PPG", ENV_KEYS
         hyperparams = {key: value for key, value in entry.items() if key not in env_keys}

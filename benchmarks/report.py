@@ -6,9 +6,10 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
-from benchmarks.configs import ARMS
+from benchmarks.configs import ARMS, arms_for, is_minatar
 from benchmarks.files import Row, atomic_write, read_rows, write_rows
 
 
@@ -183,11 +184,156 @@ def plot(env_id: str, rows: Sequence[Row], path: Path) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Equal env steps and equal wall-clock (pure functions)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CurveSummary:
+    """
+    Per-arm results at equal env steps (each seed's final return and area under the curve) and at equal training
+    wall-clock (each seed's return at the budget, ``nan`` when it had no evaluation by then).
+    """
+
+    finals: list[float]
+    areas: list[float]
+    final_wall_s: float
+    at_budget: list[float]
+
+
+def area_under_curve(run: Sequence[Row]) -> float:
+    """
+    The mean eval return over a run's env steps: the trapezoid area under (timesteps, eval_mean) from its first to its
+    last evaluation, divided by that span of steps; a single evaluation's return when there is one.
+
+    :param run: one (arm, seed)'s rows, in any order
+    :return: the normalised area
+    """
+    points = sorted((row["timesteps"], row["eval_mean"]) for row in run)
+    if not points:
+        raise ValueError("area_under_curve needs at least one evaluation")
+    if len(points) == 1 or points[-1][0] == points[0][0]:
+        return float(points[-1][1])
+    area = sum((t1 - t0) * (m0 + m1) / 2 for (t0, m0), (t1, m1) in pairwise(points))
+    return area / (points[-1][0] - points[0][0])
+
+
+def return_at_wall_clock(run: Sequence[Row], wall_s: float) -> float:
+    """
+    The return a run had reached after ``wall_s`` seconds of training: its last evaluation at or before then.
+
+    :param run: one (arm, seed)'s rows, in any order
+    :param wall_s: training wall-clock seconds
+    :return: that evaluation's mean, ``nan`` when the run had none by then
+    """
+    reached = [row for row in sorted(run, key=lambda row: row["timesteps"]) if row["wall_s"] <= wall_s]
+    return float(reached[-1]["eval_mean"]) if reached else math.nan
+
+
+def mann_whitney_p(sample: Sequence[float], baseline: Sequence[float]) -> float:
+    """
+    Two-sided Mann-Whitney U test (``scipy.stats.mannwhitneyu``; exact for small samples without ties).
+
+    :param sample: one arm's per-seed values
+    :param baseline: the other arm's per-seed values
+    :return: the p-value, ``nan`` when either side is empty
+    """
+    if not sample or not baseline:
+        return math.nan
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(sample, baseline, alternative="two-sided").pvalue)
+
+
+def summarize_curves(rows: Iterable[Row]) -> tuple[float, dict[str, CurveSummary]]:
+    """
+    Per arm: each seed's final return, area under the curve, and return at the wall-clock budget, which is the
+    cheapest arm's training time (the smallest over arms of the mean over seeds of the wall-clock at the last
+    evaluation).
+
+    :param rows: rows of every arm and seed
+    :return: the budget in seconds, and the per-arm summaries
+    """
+    runs = {arm: [seeds[seed] for seed in sorted(seeds)] for arm, seeds in group_runs(rows).items()}
+    final_walls = {arm: statistics.fmean(run[-1]["wall_s"] for run in arm_runs) for arm, arm_runs in runs.items()}
+    budget = min(final_walls.values())
+    summaries = {
+        arm: CurveSummary(
+            finals=[float(run[-1]["eval_mean"]) for run in arm_runs],
+            areas=[area_under_curve(run) for run in arm_runs],
+            final_wall_s=final_walls[arm],
+            at_budget=[return_at_wall_clock(run, budget) for run in arm_runs],
+        )
+        for arm, arm_runs in runs.items()
+    }
+    return budget, summaries
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    """Mean ± population std of the finite values, with how many seeds they are when some are missing."""
+    finite = [value for value in values if math.isfinite(value)]
+    if not finite:
+        return "none"
+    text = f"{statistics.fmean(finite):.1f} ± {statistics.pstdev(finite):.1f}"
+    return text if len(finite) == len(values) else f"{text} ({len(finite)}/{len(values)} seeds)"
+
+
+def _finite_mean(values: Sequence[float]) -> float:
+    """The mean of the finite values, ``nan`` when there are none."""
+    finite = [value for value in values if math.isfinite(value)]
+    return statistics.fmean(finite) if finite else math.nan
+
+
+def render_curves(budget: float, summaries: dict[str, CurveSummary], order: Sequence[str], baseline: str = "ppo") -> str:
+    """
+    The equal-steps and equal-wall-clock section of the report.
+
+    :param budget: the wall-clock budget in seconds
+    :param summaries: per-arm summaries from ``summarize_curves``
+    :param order: arms in report order (others follow, sorted)
+    :param baseline: the arm the others are tested and divided against
+    :return: markdown
+    """
+    arms = [arm for arm in order if arm in summaries] + sorted(arm for arm in summaries if arm not in order)
+    base = summaries.get(baseline)
+    lines = [
+        "## At equal env steps and at equal training wall-clock",
+        "",
+        "Final: each seed's last evaluation. Area: the mean eval return over the run's env steps (trapezoid area under "
+        f"the curve over its span). p: two-sided Mann-Whitney U test of the per-seed final returns against {baseline}'s "
+        "(with 3 seeds a side, p cannot go below 0.1).",
+        "",
+        f"Equal wall-clock: each arm's last evaluation within {budget:.0f} s of training, the cheapest arm's mean "
+        f"training time. Ratio: the arm's mean return then over {baseline}'s.",
+        "",
+        f"| arm | seeds | final | area | p, final vs {baseline} | train s | return at {budget:.0f} s | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arm in arms:
+        s = summaries[arm]
+        p_value = "" if base is None or arm == baseline else f"{mann_whitney_p(s.finals, base.finals):.3f}"
+        ratio = "n/a"
+        if base is not None:
+            numerator, denominator = _finite_mean(s.at_budget), _finite_mean(base.at_budget)
+            if math.isfinite(numerator) and math.isfinite(denominator) and denominator != 0:
+                ratio = f"{numerator / denominator:.2f}"
+        lines.append(
+            f"| {arm} | {len(s.finals)} | {_mean_std(s.finals)} | {_mean_std(s.areas)} | {p_value} "
+            f"| {s.final_wall_s:.0f} | {_mean_std(s.at_budget)} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
-    """Rebuild ``<out>/<env>.csv``, ``.png`` and ``.md`` from all run files; returns the rows."""
+    """
+    Rebuild ``<out>/<env>.csv``, ``.png`` and ``.md`` from all run files; MinAtar's report adds the equal-steps and
+    equal-wall-clock section. :return: the rows
+    """
     rows = read_rows(sorted((out / "runs" / env_id).glob("*.csv")))
-    order = {arm: i for i, arm in enumerate(ARMS)}
-    rows.sort(key=lambda row: (order.get(row["algo"], len(ARMS)), row["algo"], row["seed"], row["timesteps"]))
+    arms = arms_for(env_id)
+    order = {arm: i for i, arm in enumerate(arms)}
+    rows.sort(key=lambda row: (order.get(row["algo"], len(arms)), row["algo"], row["seed"], row["timesteps"]))
     if not rows:
         return rows
     write_rows(out / f"{env_id}.csv", rows)
@@ -195,5 +341,7 @@ def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
     summaries = summarize(rows, threshold)
     to_ppo_final = summarize(rows, summaries["ppo"].final_mean) if "ppo" in summaries else None
     markdown = render_markdown(env_id, threshold, summaries, to_ppo_final)
+    if is_minatar(env_id):
+        markdown += "\n" + render_curves(*summarize_curves(rows), order=arms)
     atomic_write(out / f"{env_id}.md", lambda tmp: tmp.write_text(markdown))
     return rows

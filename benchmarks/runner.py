@@ -7,10 +7,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.configs import arm_config
+from benchmarks.configs import arm_config, is_minatar
 from benchmarks.files import Row, run_path, write_rows
 
 Evaluate = Callable[[], tuple[float, float]]
+
+
+def register_minatar() -> None:
+    """Register MinAtar's games with gymnasium (1.x does not load its plugin), once per process."""
+    import gymnasium
+    import minatar.gym
+
+    if "MinAtar/Breakout-v1" not in gymnasium.registry:
+        minatar.gym.register_envs()
 
 
 def run_one(
@@ -39,8 +48,11 @@ def run_one(
     torch.set_num_threads(1)
     config = arm_config(arm, env_id, ppg_overrides)
     hyperparams = config["hyperparams"]
-    env = make_vec_env(env_id, n_envs=config["n_envs"], seed=seed)
-    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000)
+    if is_minatar(env_id):
+        register_minatar()
+    env_kwargs = config.get("env_kwargs")
+    env = make_vec_env(env_id, n_envs=config["n_envs"], seed=seed, env_kwargs=env_kwargs)
+    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000, env_kwargs=env_kwargs)
     normalize = config["normalize"]
     if normalize:
         kwargs = dict(normalize) if isinstance(normalize, dict) else {}

@@ -1,4 +1,4 @@
-"""Tests of benchmarks/compare.py: a tiny end-to-end run with resume, and the summary arithmetic."""
+"""Tests of benchmarks/compare.py: tiny end-to-end runs with resume, the MinAtar arms, and the summary arithmetic."""
 
 import csv
 import math
@@ -187,3 +187,112 @@ def test_speed_refuses_arms_it_cannot_build():
 
     with pytest.raises(ValueError, match="--arms for FakeImage must be among ppg, ppg-shared, ppg-detach, ppo-shared"):
         build_model("ppo-matched", FAKE_IMAGE, seed=0)
+
+
+def curve_rows() -> list[dict[str, Any]]:
+    """ppo ends its seeds at 30 s and 36 s of training (the cheapest, 33 s on average); ppg and ppg-detach are slower."""
+    return (
+        make_rows("ppo", 0, [(100, 1.0, 10.0), (200, 3.0, 20.0), (300, 5.0, 30.0)])
+        + make_rows("ppo", 1, [(100, 2.0, 12.0), (200, 2.0, 24.0), (300, 6.0, 36.0)])
+        + make_rows("ppg", 0, [(100, 4.0, 30.0), (200, 6.0, 60.0), (300, 10.0, 90.0)])
+        + make_rows("ppg", 1, [(300, 14.0, 90.0), (100, 0.0, 30.0), (200, 10.0, 60.0)])  # unsorted on purpose
+        + make_rows("ppg-detach", 0, [(100, 1.0, 40.0), (300, 3.0, 50.0)])  # no evaluation within 33 s
+        + make_rows("ppg-detach", 1, [(100, 7.0, 20.0), (300, 9.0, 66.0)])
+    )
+
+
+def test_area_under_curve_is_the_mean_return_over_the_steps() -> None:
+    from benchmarks.report import area_under_curve
+
+    rows = curve_rows()
+    # (100 * (1 + 3) / 2 + 100 * (3 + 5) / 2) / 200
+    assert area_under_curve([r for r in rows if r["algo"] == "ppo" and r["seed"] == 0]) == 3.0
+    # (100 * (0 + 10) / 2 + 100 * (10 + 14) / 2) / 200, from unsorted rows
+    assert area_under_curve([r for r in rows if r["algo"] == "ppg" and r["seed"] == 1]) == 8.5
+    # Uneven spacing: (200 * (1 + 3) / 2) / 200
+    assert area_under_curve([r for r in rows if r["algo"] == "ppg-detach" and r["seed"] == 0]) == 2.0
+    assert area_under_curve(make_rows("ppo", 0, [(100, 7.0, 1.0)])) == 7.0
+    with pytest.raises(ValueError):
+        area_under_curve([])
+
+
+def test_return_at_wall_clock_is_the_last_evaluation_by_then() -> None:
+    from benchmarks.report import return_at_wall_clock
+
+    run = make_rows("ppo", 1, [(100, 2.0, 12.0), (200, 3.0, 24.0), (300, 6.0, 36.0)])
+    assert return_at_wall_clock(run, 33.0) == 3.0
+    assert return_at_wall_clock(run, 24.0) == 3.0  # at the budget counts
+    assert return_at_wall_clock(run, 100.0) == 6.0
+    assert math.isnan(return_at_wall_clock(run, 11.9))
+
+
+def test_mann_whitney_p() -> None:
+    from benchmarks.report import mann_whitney_p
+
+    # Exact two-sided: 3 vs 3 fully separated is 2 of the C(6, 3) = 20 orderings
+    assert mann_whitney_p([10.0, 12.0, 11.0], [5.0, 8.0, 7.0]) == pytest.approx(0.1)
+    assert mann_whitney_p([1.0, 2.0], [3.0, 4.0]) == pytest.approx(2 / 6)
+    # U = 2 is the middle of 0..4: no evidence either way
+    assert mann_whitney_p([3.0, 9.0], [5.0, 6.0]) == pytest.approx(1.0)
+    assert math.isnan(mann_whitney_p([], [1.0]))
+
+
+def test_curves_at_equal_steps_and_equal_wall_clock() -> None:
+    from benchmarks.configs import MINATAR_ARMS
+    from benchmarks.report import render_curves, summarize_curves
+
+    budget, summaries = summarize_curves(curve_rows())
+    assert budget == 33.0  # ppo's mean of 30 and 36; ppg's is 90, ppg-detach's 58
+    ppg, detach = summaries["ppg"], summaries["ppg-detach"]
+    assert ppg.finals == [10.0, 14.0] and ppg.areas == [6.5, 8.5] and ppg.at_budget == [4.0, 0.0]
+    assert math.isnan(detach.at_budget[0]) and detach.at_budget[1] == 7.0
+    assert detach.final_wall_s == 58.0
+    markdown = render_curves(budget, summaries, MINATAR_ARMS)
+    assert "| arm | seeds | final | area | p, final vs ppo | train s | return at 33 s | ratio |" in markdown
+    assert "| ppo | 2 | 5.5 ± 0.5 | 3.0 ± 0.0 |  | 33 | 3.5 ± 1.5 | 1.00 |" in markdown
+    # p = 2 / 6 (U = 4 of 4); at 33 s: 4 and 0, against ppo's 5 and 2
+    assert "| ppg | 2 | 12.0 ± 2.0 | 7.5 ± 1.0 | 0.333 | 90 | 2.0 ± 2.0 | 0.57 |" in markdown
+    assert "| ppg-detach | 2 | 6.0 ± 3.0 | 5.0 ± 3.0 | 1.000 | 58 | 7.0 ± 0.0 (1/2 seeds) | 2.00 |" in markdown
+    assert markdown.index("| ppo |") < markdown.index("| ppg |") < markdown.index("| ppg-detach |")
+
+
+def test_minatar_arms_share_the_env_side_settings() -> None:
+    from benchmarks.compare import arm_config, parse_args
+    from benchmarks.configs import MINATAR_ARMS
+    from sb3_ppg.common.torch_layers import MinAtarCNN
+
+    args = parse_args(["--env", "MinAtar/SpaceInvaders-v1", "--ppg", "n_aux_epochs=2"])
+    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-detach")
+    configs = {arm: arm_config(arm, args.env, args.ppg_overrides) for arm in args.arms}
+    shared = ("n_steps", "batch_size", "gamma", "gae_lambda", "learning_rate", "ent_coef", "clip_range", "n_epochs")
+    for config in configs.values():
+        assert config["n_envs"] == 64 and config["policy"] == "MlpPolicy" and not config["normalize"]
+        ppo_hyperparams = configs["ppo"]["hyperparams"]
+        assert {key: config["hyperparams"][key] for key in shared} == {key: ppo_hyperparams[key] for key in shared}
+        assert config["hyperparams"]["policy_kwargs"]["features_extractor_class"] is MinAtarCNN
+    assert configs["ppo"]["algo"] == "PPO" and configs["ppo"]["hyperparams"]["policy_kwargs"]["share_features_extractor"]
+    assert "n_aux_epochs" not in configs["ppo"]["hyperparams"]
+    for arm, arch in (("ppg", "dual"), ("ppg-detach", "detach")):
+        hyperparams = configs[arm]["hyperparams"]
+        assert configs[arm]["algo"] == "PPG" and hyperparams["policy_kwargs"]["arch"] == arch
+        assert hyperparams["n_value_epochs"] == hyperparams["n_epochs"] == 4
+        assert hyperparams["n_policy_iterations"] == 16
+        assert hyperparams["n_aux_epochs"] == 2  # the --ppg override, on both PPG arms
+    with pytest.raises(SystemExit):
+        parse_args(["--env", "MinAtar/Breakout-v1", "--arms", "ppo-matched"])
+
+
+def test_minatar_end_to_end(tmp_path: Path) -> None:
+    """One rollout (64 envs x 128 steps) per arm; the report has the equal-steps and equal-wall-clock section."""
+    env = "MinAtar/Breakout-v1"
+    command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", "8192"]
+    command += ["--eval-freq", "8192", "--eval-episodes", "1", "--jobs", "1", "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Overriding environment" not in result.stderr  # MinAtar is registered once per process
+    with open(tmp_path / f"{env}.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(row["algo"], int(row["timesteps"])) for row in rows] == [("ppo", 8192), ("ppg", 8192), ("ppg-detach", 8192)]
+    markdown = (tmp_path / f"{env}.md").read_text()
+    assert "## At equal env steps and at equal training wall-clock" in markdown
+    assert (tmp_path / f"{env}.png").stat().st_size > 0
