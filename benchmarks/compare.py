@@ -4,9 +4,11 @@ Benchmark PPG against SB3's PPO: same seeds, same step budget, periodic determin
     python benchmarks/compare.py --env LunarLander-v3 --seeds 5 --timesteps 1000000 --jobs 2
 
 Three arms are trained: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``), ``ppo`` (rl_zoo3's own ``ppo.yml``
-entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). Each (arm, seed) run
-writes ``<out>/runs/<env>/<arm>_seed<k>.csv`` when it completes; existing run files are skipped, so an
-interrupted benchmark resumes. ``<out>/<env>.csv``, ``.png`` and ``.md`` are rebuilt from all run files.
+entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar's games
+(``--env MinAtar/Breakout-v1``) the arms are ``ppo``, ``ppg`` and ``ppg-detach`` (see ``configs.py``). Each
+(arm, seed) run writes ``<out>/runs/<env>/<arm>_seed<k>.csv`` when it completes; existing run files are skipped,
+so an interrupted benchmark resumes. ``<out>/<env>.csv``, ``.png`` and ``.md`` are rebuilt from all run files
+after each run.
 """
 
 from __future__ import annotations
