@@ -140,7 +140,7 @@ def render_markdown(
             "",
             f"## To the ppo arm's final eval mean ({target:.1f})",
             "",
-            "How fast each arm first reaches the return the zoo's PPO ends with.",
+            "How fast each arm first reaches the return the ppo arm ends with.",
             "",
             *_threshold_table(to_ppo_final, "to ppo's final"),
         ]
