@@ -3,12 +3,16 @@ Training speed of PPG against PPO, side by side in one process: env steps per se
 
     python benchmarks/speed.py --env LunarLander-v3 --timesteps 131072 --repeats 3
     python benchmarks/speed.py --env FakeImage --timesteps 4096 --arms ppg ppg-shared ppg-detach ppo-shared
+    python benchmarks/speed.py --env StarpilotHard-v0 --timesteps 16384 --repeats 1
 
 The arms run interleaved (A B A B ...) with one torch thread, so outside load falls on each alike; the report gives
 each arm's median steps/s and its ratio to the last arm. LunarLander arms come from ``compare.py`` (``ppg`` is the
 ppg.yml entry, ``ppo-matched`` PPO with the same rollouts and minibatches). ``FakeImage`` is SB3's ``FakeImageEnv``
 at Procgen's shape (3, 64, 64) with the IMPALA CNN and 64 envs; ``ppg-<arch>`` sets ``arch`` and ``ppo-shared`` is
-SB3's PPO with the same shared IMPALA trunk. Timings include rollout collection, as the benchmark's steps/s does.
+SB3's PPO with the same shared IMPALA trunk. A Procgen id (``StarpilotHard-v0``) runs its packaged entries through
+EnvPool as they are: ``ppg`` (ppg.yml, 64 envs), ``ppg-detach`` (the same with ``arch="detach"``) and
+``ppo-reference`` (the paper's PPO baseline, procgen_ppo_reference.yml). Timings include rollout collection, as
+the benchmark's steps/s does.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from benchmarks.compare import arm_config
 
 FAKE_IMAGE = "FakeImage"
 IMAGE_ARMS = ("ppg", "ppg-shared", "ppg-detach", "ppo-shared")
+PROCGEN_ARMS = ("ppg", "ppg-detach", "ppo-reference")
 # Procgen's reference settings at the 64-env scale, shrunk to a short rollout so that a timing sees aux phases
 IMAGE_PPG = dict(
     n_steps=16,
@@ -80,6 +85,8 @@ def build_model(arm: str, env_id: str, seed: int) -> Any:
             return PPO("CnnPolicy", env, n_epochs=3, seed=seed, policy_kwargs=policy_kwargs, **hyperparams)
         policy_kwargs["arch"] = arm.partition("-")[2] or "dual"
         return PPG("CnnPolicy", env, seed=seed, policy_kwargs=policy_kwargs, **IMAGE_PPG)  # type: ignore[arg-type]
+    if env_id.endswith(("Hard-v0", "Easy-v0")):
+        return build_procgen_model(arm, env_id, seed)
     config = arm_config(arm, env_id)
     env = make_vec_env(env_id, n_envs=config["n_envs"], seed=seed)
     if config["normalize"]:
@@ -87,6 +94,30 @@ def build_model(arm: str, env_id: str, seed: int) -> Any:
         env = VecNormalize(env, gamma=config["hyperparams"].get("gamma", 0.99), **kwargs)
     algo_class = PPG if config["algo"] == "PPG" else PPO
     return algo_class(config["policy"], env, seed=seed, **config["hyperparams"])
+
+
+def build_procgen_model(arm: str, env_id: str, seed: int) -> Any:
+    """
+    A model of one of ``PROCGEN_ARMS`` from the packaged Procgen entries, on EnvPool, with their normalisation.
+
+    :param arm: one of ``PROCGEN_ARMS``
+    :param env_id: a Procgen id of EnvPool
+    :param seed: seed of the model and the envs
+    :return: the model
+    """
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_ppg import PPG
+    from sb3_ppg.train import ENV_KEYS, load_config, make_env
+
+    if arm not in PROCGEN_ARMS:
+        raise ValueError(f"--arms for {env_id} must be among {', '.join(PROCGEN_ARMS)}; got {arm!r}")
+    entry = load_config(env_id, "procgen_ppo_reference" if arm == "ppo-reference" else "ppg")
+    hyperparams = {key: value for key, value in entry.items() if key not in ENV_KEYS}
+    if arm == "ppg-detach":
+        hyperparams["policy_kwargs"] = dict(hyperparams["policy_kwargs"], arch="detach")
+    env = VecNormalize(make_env(env_id, entry["n_envs"], seed), **entry["normalize"])
+    return PPG(entry["policy"], env, seed=seed, **hyperparams)
 
 
 def time_learn(arm: str, env_id: str, timesteps: int, seed: int) -> float:
@@ -109,7 +140,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="CSV to write (a .md table goes beside it)")
     args = parser.parse_args(argv)
     if args.arms is None:
-        args.arms = list(IMAGE_ARMS) if args.env == FAKE_IMAGE else ["ppg", "ppo-matched"]
+        if args.env == FAKE_IMAGE:
+            args.arms = list(IMAGE_ARMS)
+        elif args.env.endswith(("Hard-v0", "Easy-v0")):
+            args.arms = list(PROCGEN_ARMS)
+        else:
+            args.arms = ["ppg", "ppo-matched"]
     if args.timesteps < 1 or args.repeats < 1:
         parser.error("--timesteps and --repeats must be >= 1")
     return args

@@ -56,14 +56,15 @@ def convert_zoo_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def load_config(env_id: str) -> dict[str, Any]:
+def load_config(env_id: str, config: str = "ppg") -> dict[str, Any]:
     """
-    The env's entry of the packaged ``ppg.yml``, converted by :func:`convert_zoo_entry`.
+    The env's entry of a packaged config, ``ppg.yml`` by default, converted by :func:`convert_zoo_entry`.
 
     :param env_id: gymnasium environment id
+    :param config: the packaged file's name without ``.yml``, e.g. ``procgen_ppo_reference``
     :return: the entry, or an empty dict when the file has none for this env
     """
-    text = resources.files("sb3_ppg").joinpath("hyperparams/ppg.yml").read_text()
+    text = resources.files("sb3_ppg").joinpath(f"hyperparams/{config}.yml").read_text()
     return convert_zoo_entry(yaml.safe_load(text).get(env_id) or {})
 
 

@@ -296,3 +296,10 @@ def test_minatar_end_to_end(tmp_path: Path) -> None:
     markdown = (tmp_path / f"{env}.md").read_text()
     assert "## At equal env steps and at equal training wall-clock" in markdown
     assert (tmp_path / f"{env}.png").stat().st_size > 0
+
+
+def test_speed_refuses_arms_that_procgen_has_not():
+    from benchmarks.speed import build_model
+
+    with pytest.raises(ValueError, match="--arms for StarpilotHard-v0 must be among ppg, ppg-detach, ppo-reference"):
+        build_model("ppo-matched", "StarpilotHard-v0", seed=0)
