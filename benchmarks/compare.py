@@ -6,7 +6,7 @@ Benchmark PPG against SB3's PPO: same seeds, same step budget, periodic determin
 Three arms are trained: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``), ``ppo`` (rl_zoo3's own ``ppo.yml``
 entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar's games
 (``--env MinAtar/Breakout-v1``) the arms are ``ppo``, ``ppg`` and ``ppg-detach`` (see ``configs.py``). Each
-(arm, seed) run writes ``<out>/runs/<env>/<arm>_seed<k>.csv`` when it completes; existing run files are skipped,
+(arm, seed) run writes ``<out>/run_files/<env>/<arm>_seed<k>.csv`` when it completes; existing run files are skipped,
 so an interrupted benchmark resumes. ``<out>/<env>.csv``, ``.png`` and ``.md`` are rebuilt from all run files
 after each run.
 """
@@ -38,7 +38,7 @@ from benchmarks.configs import (
     arms_for,
     zoo_ppo_entry,
 )
-from benchmarks.files import COLUMNS, Row, atomic_write, read_rows, run_is_complete, run_path, write_rows
+from benchmarks.files import COLUMNS, Row, atomic_write, read_rows, run_files, run_is_complete, run_path, write_rows
 from benchmarks.report import ArmSummary, build_reports, group_runs, plot, render_markdown, steps_to_threshold, summarize
 from benchmarks.runner import Evaluate, learn_with_evaluations, run_one
 
@@ -64,6 +64,7 @@ __all__ = [
     "read_rows",
     "render_markdown",
     "resolve_threshold",
+    "run_files",
     "run_is_complete",
     "run_one",
     "run_path",

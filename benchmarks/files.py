@@ -63,9 +63,18 @@ def read_rows(paths: Iterable[Path]) -> list[Row]:
     return rows
 
 
+# Committed with the results, so a benchmark resumes on another machine ("runs/" is ignored: the zoo's logs)
+RUN_FILES_DIR = "run_files"
+
+
 def run_path(out: Path, env_id: str, arm: str, seed: int) -> Path:
     """The per-run file of (arm, seed)."""
-    return out / "runs" / env_id / f"{arm}_seed{seed}.csv"
+    return out / RUN_FILES_DIR / env_id / f"{arm}_seed{seed}.csv"
+
+
+def run_files(out: Path, env_id: str) -> list[Path]:
+    """Every run file of an env, in name order."""
+    return sorted((out / RUN_FILES_DIR / env_id).glob("*.csv"))
 
 
 def run_is_complete(path: Path, timesteps: int) -> bool:

@@ -7,7 +7,7 @@ shared settings, periodic deterministic evaluations with masks.
 The task is SB3-Contrib's ``InvalidActionEnvDiscrete`` (an identity task: reward 1 when the action equals the
 observed state, 100 steps an episode) at ``--dim`` states and actions, of which ``--invalid`` random ones, never the
 right one, are masked at each step. Runs are done one at a time; each (arm, seed) run writes
-``<out>/runs/<env>/<arm>_seed<k>.csv`` when it completes, existing run files are skipped, so an interrupted
+``<out>/run_files/<env>/<arm>_seed<k>.csv`` when it completes, existing run files are skipped, so an interrupted
 benchmark resumes. ``<out>/<env>.csv``, ``.png`` and ``.md`` are rebuilt from all run files, with the file
 helpers and the summary of ``compare.py``.
 """
@@ -30,6 +30,7 @@ from benchmarks.compare import (
     learn_with_evaluations,
     plot,
     read_rows,
+    run_files,
     run_is_complete,
     run_path,
     steps_to_threshold,
@@ -145,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"skipped {arm} seed {seed}: {path} exists", flush=True)
                 continue
             run_one(arm, args.dim, args.invalid, seed, args.timesteps, args.eval_freq, args.eval_episodes, out)
-    rows = read_rows(sorted((out / "runs" / name).glob("*.csv")))
+    rows = read_rows(run_files(out, name))
     rows.sort(key=lambda row: (row["algo"], row["seed"], row["timesteps"]))
     if rows:
         write_rows(out / f"{name}.csv", rows)

@@ -10,7 +10,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from benchmarks.configs import ARMS, arms_for, is_minatar
-from benchmarks.files import Row, atomic_write, read_rows, write_rows
+from benchmarks.files import Row, atomic_write, read_rows, run_files, write_rows
 
 
 @dataclass
@@ -330,7 +330,7 @@ def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
     Rebuild ``<out>/<env>.csv``, ``.png`` and ``.md`` from all run files; MinAtar's report adds the equal-steps and
     equal-wall-clock section. :return: the rows
     """
-    rows = read_rows(sorted((out / "runs" / env_id).glob("*.csv")))
+    rows = read_rows(run_files(out, env_id))
     arms = arms_for(env_id)
     order = {arm: i for i, arm in enumerate(arms)}
     rows.sort(key=lambda row: (order.get(row["algo"], len(arms)), row["algo"], row["seed"], row["timesteps"]))

@@ -13,6 +13,7 @@ from benchmarks.compare import (
     ARMS,
     COLUMNS,
     render_markdown,
+    run_files,
     run_is_complete,
     run_path,
     steps_to_threshold,
@@ -65,14 +66,14 @@ def test_outputs(first_run: tuple[Path, subprocess.CompletedProcess]) -> None:
 def test_resume_skips_finished_runs(first_run: tuple[Path, subprocess.CompletedProcess]) -> None:
     """A second invocation redoes no run and rebuilds the reports from the run files."""
     out, _ = first_run
-    run_files = sorted((out / "runs" / ENV).glob("*.csv"))
-    assert len(run_files) == len(ARMS) * 2
-    mtimes = {path: path.stat().st_mtime_ns for path in run_files}
+    finished = run_files(out, ENV)
+    assert len(finished) == len(ARMS) * 2
+    mtimes = {path: path.stat().st_mtime_ns for path in finished}
     combined = (out / f"{ENV}.csv").read_text()
     result = run_compare(out)
     assert result.stdout.count("skipped") == len(ARMS) * 2
     assert "eval mean" not in result.stdout
-    assert {path: path.stat().st_mtime_ns for path in run_files} == mtimes
+    assert {path: path.stat().st_mtime_ns for path in finished} == mtimes
     assert (out / f"{ENV}.csv").read_text() == combined
 
 
