@@ -5,7 +5,10 @@ Benchmark PPG against SB3's PPO: same seeds, same step budget, periodic determin
 
 Three arms are trained: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``), ``ppo`` (rl_zoo3's own ``ppo.yml``
 entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar's games
-(``--env MinAtar/Breakout-v1``) the arms are ``ppo``, ``ppg`` and ``ppg-detach`` (see ``configs.py``). Each
+(``--env MinAtar/Breakout-v1``) the arms are ``ppo``, ``ppg`` and ``ppg-detach``; on a Procgen id through EnvPool
+(``--env StarpilotHard-v0``) ``ppg``, ``ppg-detach`` and ``ppo-reference``, the packaged entries as they are, and
+the rows hold the training episodes' return, the paper's measure, set beside the paper's own curves (see
+``configs.py`` and ``report.py``). Each
 (arm, seed) run writes ``<out>/run_files/<env>/<arm>_seed<k>.csv`` when it completes; existing run files are skipped,
 so an interrupted benchmark resumes. ``<out>/<env>.csv``, ``.png`` and ``.md`` are rebuilt from all run files
 after each run.
@@ -32,6 +35,7 @@ from benchmarks.configs import (
     ARMS,
     MATCHED_KEYS,
     MINATAR_ARMS,
+    PROCGEN_ARMS,
     THRESHOLDS,
     ZOO_ENV_KEYS,
     arm_config,
@@ -47,6 +51,7 @@ __all__ = [
     "COLUMNS",
     "MATCHED_KEYS",
     "MINATAR_ARMS",
+    "PROCGEN_ARMS",
     "THRESHOLDS",
     "ZOO_ENV_KEYS",
     "ArmSummary",
@@ -99,7 +104,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20, help="deterministic episodes per evaluation")
     parser.add_argument("--threshold", type=float, default=None, help="return to reach (default: per env)")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"), help="output directory")
-    all_arms = list(dict.fromkeys(ARMS + MINATAR_ARMS))
+    all_arms = list(dict.fromkeys(ARMS + MINATAR_ARMS + PROCGEN_ARMS))
     parser.add_argument("--arms", nargs="+", choices=all_arms, default=None, help="arms to run (default: the env's all)")
     parser.add_argument(
         "--ppg",

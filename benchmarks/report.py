@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from benchmarks.configs import ARMS, arms_for, is_minatar
+from benchmarks.configs import ARMS, arms_for, baseline_arm, is_minatar, is_procgen
 from benchmarks.files import Row, atomic_write, read_rows, run_files, write_rows
 
 
@@ -104,7 +105,7 @@ def _threshold_table(summaries: dict[str, ArmSummary], header: str) -> list[str]
     if "ppg" in summaries:
         lines += ["", f"| ratio | steps {header} | wall-clock {header} |", "|---|---|---|"]
         ppg = summaries["ppg"]
-        for other in ("ppo", "ppo-matched"):
+        for other in ("ppo", "ppo-matched", "ppo-reference"):
             if other in summaries:
                 steps = _format_ratio(ppg.median_steps, summaries[other].median_steps)
                 wall = _format_ratio(ppg.median_wall_s, summaries[other].median_wall_s)
@@ -117,6 +118,7 @@ def render_markdown(
     threshold: float,
     summaries: dict[str, ArmSummary],
     to_ppo_final: dict[str, ArmSummary] | None = None,
+    baseline: str = "ppo",
 ) -> str:
     """
     The benchmark's markdown report.
@@ -124,25 +126,31 @@ def render_markdown(
     :param env_id: gymnasium environment id
     :param threshold: the env's return threshold
     :param summaries: per-arm summaries at ``threshold``
-    :param to_ppo_final: per-arm summaries at the ``ppo`` arm's final eval mean, if that arm ran
+    :param to_ppo_final: per-arm summaries at the baseline arm's final eval mean, if that arm ran
+    :param baseline: the PPO arm the others are set against
     """
+    measure = (
+        "Procgen rows are the mean return of the last 100 training episodes, the paper's measure, not separate evaluations. "
+        if is_procgen(env_id)
+        else ""
+    )
     lines = [
         f"# {env_id}: PPG vs PPO",
         "",
-        f"Threshold: {threshold:g}. Final eval: mean ± std over seeds of each seed's last evaluation. "
+        f"Threshold: {threshold:g}. {measure}Final eval: mean ± std over seeds of each seed's last evaluation. "
         "Medians to threshold count a seed that never reached it as infinity.",
         "",
         *_threshold_table(summaries, "to threshold"),
     ]
     if to_ppo_final is not None:
-        target = summaries["ppo"].final_mean
+        target = summaries[baseline].final_mean
         lines += [
             "",
-            f"## To the ppo arm's final eval mean ({target:.1f})",
+            f"## To the {baseline} arm's final eval mean ({target:.1f})",
             "",
-            "How fast each arm first reaches the return the ppo arm ends with.",
+            f"How fast each arm first reaches the return the {baseline} arm ends with.",
             "",
-            *_threshold_table(to_ppo_final, "to ppo's final"),
+            *_threshold_table(to_ppo_final, f"to {baseline}'s final"),
         ]
     return "\n".join(lines) + "\n"
 
@@ -325,6 +333,97 @@ def render_curves(budget: float, summaries: dict[str, CurveSummary], order: Sequ
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Procgen: the paper's own curves beside ours
+# ---------------------------------------------------------------------------------------------------------------------
+
+# The reference repository's published curves: mean training return of its 3 runs per arm at fixed env steps
+ANCHORS_PATH = Path(__file__).parent / "anchors" / "openai-ppg-procgen-hard.csv"
+# Each Procgen arm and the paper's curve it is set beside ("ppgsingle" is the paper's single-network PPG, --arch detach)
+PAPER_ARMS = {"ppg": "ppg", "ppg-detach": "ppgsingle", "ppo-reference": "ppo"}
+
+
+@dataclass
+class Anchor:
+    """One point of the paper's curves."""
+
+    arm: str
+    env_steps: int
+    mean: float
+
+
+def read_anchors(game: str, path: Path = ANCHORS_PATH) -> list[Anchor]:
+    """
+    :param game: a Procgen game in lower case, e.g. ``"starpilot"``
+    :param path: the anchors CSV (``game,arm,env_steps,run0,run1,run2,mean``)
+    :return: the game's points, in file order
+    """
+    with open(path, newline="") as file:
+        return [
+            Anchor(arm=raw["arm"], env_steps=int(raw["env_steps"]), mean=float(raw["mean"]))
+            for raw in csv.DictReader(file)
+            if raw["game"] == game
+        ]
+
+
+def procgen_game(env_id: str) -> str:
+    """``"StarpilotHard-v0"`` -> ``"starpilot"``."""
+    name = env_id.split("-")[0]
+    for mode in ("Hard", "Easy", "Extreme", "Memory", "Exploration"):
+        name = name.removesuffix(mode)
+    return name.lower()
+
+
+def mean_at_steps(runs: Sequence[Sequence[Row]], env_steps: int) -> float:
+    """
+    The mean over seeds of each seed's first row at or past ``env_steps``; ``nan`` when a seed stops short of it.
+    """
+    values = []
+    for run in runs:
+        reached = [row for row in sorted(run, key=lambda row: row["timesteps"]) if row["timesteps"] >= env_steps]
+        if not reached:
+            return math.nan
+        values.append(float(reached[0]["eval_mean"]))
+    return statistics.fmean(values) if values else math.nan
+
+
+def render_anchors(rows: Iterable[Row], anchors: Sequence[Anchor]) -> str:
+    """
+    Our Procgen arms beside the paper's curves, only at the paper's marks our runs reached.
+
+    :param rows: rows of every arm and seed (the training return, as the paper measures)
+    :param anchors: the game's points of the paper's curves
+    :return: markdown
+    """
+    runs = {arm: [seeds[seed] for seed in sorted(seeds)] for arm, seeds in group_runs(rows).items()}
+    reached = min(run[-1]["timesteps"] for arm_runs in runs.values() for run in arm_runs)
+    marks = sorted({anchor.env_steps for anchor in anchors})
+    paper = {(anchor.arm, anchor.env_steps): anchor.mean for anchor in anchors}
+    lines = [
+        "## Beside the paper's curves",
+        "",
+        "The paper's curves: the mean training episode return of its 3 runs per arm at fixed env steps (the "
+        "reference repository's published curves, `benchmarks/anchors/`). Ours: the mean over seeds of the same "
+        "measure, at each seed's first row at or past the mark. Only the marks every run reached are compared.",
+        "",
+    ]
+    compared = [mark for mark in marks if mark <= reached]
+    if not compared:
+        first = marks[0] if marks else None
+        lines.append(
+            f"Every run stopped by {reached:,} env steps, before the paper's first mark"
+            + (f" ({first:,}): nothing is compared." if first is not None else ": the anchors have no mark.")
+        )
+        return "\n".join(lines) + "\n"
+    lines += ["| arm | paper's arm | env steps | ours | paper's |", "|---|---|---|---|---|"]
+    for arm in [arm for arm in PAPER_ARMS if arm in runs]:
+        for mark in compared:
+            ours = mean_at_steps(runs[arm], mark)
+            theirs = paper.get((PAPER_ARMS[arm], mark), math.nan)
+            lines.append(f"| {arm} | {PAPER_ARMS[arm]} | {mark:,} | {ours:.2f} | {theirs:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
     """
     Rebuild ``<out>/<env>.csv``, ``.png`` and ``.md`` from all run files; MinAtar's report adds the equal-steps and
@@ -339,9 +438,12 @@ def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
     write_rows(out / f"{env_id}.csv", rows)
     plot(env_id, rows, out / f"{env_id}.png")
     summaries = summarize(rows, threshold)
-    to_ppo_final = summarize(rows, summaries["ppo"].final_mean) if "ppo" in summaries else None
-    markdown = render_markdown(env_id, threshold, summaries, to_ppo_final)
-    if is_minatar(env_id):
-        markdown += "\n" + render_curves(*summarize_curves(rows), order=arms)
+    baseline = baseline_arm(env_id)
+    to_baseline_final = summarize(rows, summaries[baseline].final_mean) if baseline in summaries else None
+    markdown = render_markdown(env_id, threshold, summaries, to_baseline_final, baseline)
+    if is_minatar(env_id) or is_procgen(env_id):
+        markdown += "\n" + render_curves(*summarize_curves(rows), order=arms, baseline=baseline)
+    if is_procgen(env_id):
+        markdown += "\n" + render_anchors(rows, read_anchors(procgen_game(env_id)))
     atomic_write(out / f"{env_id}.md", lambda tmp: tmp.write_text(markdown))
     return rows

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.configs import arm_config, is_minatar
+from benchmarks.configs import arm_config, is_minatar, is_procgen
 from benchmarks.files import Row, run_path, write_rows
 
 Evaluate = Callable[[], tuple[float, float]]
@@ -22,6 +24,46 @@ def register_minatar() -> None:
         minatar.gym.register_envs()
 
 
+def build_model(config: dict[str, Any], env_id: str, seed: int) -> Any:
+    """
+    The model of an arm's settings (from ``arm_config``) on its training env, with the arm's reward normalisation.
+
+    :param config: the arm's settings
+    :param env_id: environment id; EnvPool's Procgen and Atari ids get an EnvPool env
+    :param seed: seed of the model and the envs
+    :return: the model
+    """
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_ppg import PPG
+    from sb3_ppg.train import make_env
+
+    if is_minatar(env_id):
+        register_minatar()
+    env = make_env(env_id, config["n_envs"], seed, config.get("env_kwargs"))
+    normalize = config["normalize"]
+    if normalize:
+        kwargs = dict(normalize) if isinstance(normalize, dict) else {}
+        # As the RL Zoo does: the reward normalisation discounts with the algorithm's gamma, unless it has its own
+        kwargs.setdefault("gamma", config["hyperparams"].get("gamma", 0.99))
+        env = VecNormalize(env, **kwargs)
+    algo_class = PPG if config["algo"] == "PPG" else PPO
+    return algo_class(config["policy"], env, seed=seed, verbose=0, **config["hyperparams"])
+
+
+def training_return(model: Any) -> tuple[float, float]:
+    """
+    Mean and std of the undiscounted return of the model's last training episodes (up to 100: SB3's
+    ``rollout/ep_rew_mean``), the measure of the Procgen paper's curves; NaN before the first episode ends.
+    """
+    returns = [float(info["r"]) for info in model.ep_info_buffer]
+    if not returns:
+        return math.nan, math.nan
+    mean = sum(returns) / len(returns)
+    return mean, math.sqrt(sum((value - mean) ** 2 for value in returns) / len(returns))
+
+
 def run_one(
     arm: str,
     env_id: str,
@@ -33,40 +75,31 @@ def run_one(
     ppg_overrides: dict[str, Any] | None = None,
 ) -> int:
     """
-    Train one (arm, seed), evaluating every ``eval_freq`` steps and at the end, then write its run file.
+    Train one (arm, seed), evaluating every ``eval_freq`` steps and at the end, then write its run file. Procgen
+    runs record the training episodes' return instead of separate evaluations, as the paper's curves do.
 
     :return: the number of rows written
     """
     import torch
-    from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
-    from sb3_ppg import PPG
-
     torch.set_num_threads(1)
     config = arm_config(arm, env_id, ppg_overrides)
-    hyperparams = config["hyperparams"]
-    if is_minatar(env_id):
-        register_minatar()
-    env_kwargs = config.get("env_kwargs")
-    env = make_vec_env(env_id, n_envs=config["n_envs"], seed=seed, env_kwargs=env_kwargs)
-    eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000, env_kwargs=env_kwargs)
-    normalize = config["normalize"]
-    if normalize:
-        kwargs = dict(normalize) if isinstance(normalize, dict) else {}
-        # As the RL Zoo does: the reward normalisation discounts with the algorithm's gamma
-        if "gamma" in hyperparams:
-            kwargs["gamma"] = hyperparams["gamma"]
-        env = VecNormalize(env, **kwargs)
-        eval_env = VecNormalize(eval_env, training=False, norm_obs=kwargs.get("norm_obs", True), norm_reward=False)
-    algo_class = PPG if config["algo"] == "PPG" else PPO
-    model = algo_class(config["policy"], env, seed=seed, verbose=0, **hyperparams)
+    model = build_model(config, env_id, seed)
+    evaluate_once: Evaluate
+    if is_procgen(env_id):
+        evaluate_once = partial(training_return, model)
+    else:
+        eval_env = make_vec_env(env_id, n_envs=1, seed=seed + 10_000, env_kwargs=config.get("env_kwargs"))
+        env = model.get_env()
+        if isinstance(env, VecNormalize):
+            eval_env = VecNormalize(eval_env, training=False, norm_obs=env.norm_obs, norm_reward=False)
 
-    def evaluate_once() -> tuple[float, float]:
-        sync_envs_normalization(env, eval_env)
-        return evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)  # type: ignore[return-value]
+        def evaluate_once() -> tuple[float, float]:
+            sync_envs_normalization(env, eval_env)
+            return evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)  # type: ignore[return-value]
 
     rows = learn_with_evaluations(model, timesteps, eval_freq, evaluate_once, arm, seed, env_id)
     write_rows(run_path(Path(out), env_id, arm, seed), rows)

@@ -29,13 +29,13 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.compare import arm_config
+from benchmarks.configs import PROCGEN_ARMS, arm_config, arms_for, is_procgen
+from benchmarks.runner import build_model as build_arm_model
 
 FAKE_IMAGE = "FakeImage"
 IMAGE_ARMS = ("ppg", "ppg-shared", "ppg-detach", "ppo-shared")
-PROCGEN_ARMS = ("ppg", "ppg-detach", "ppo-reference")
 # Procgen's reference settings at the 64-env scale, shrunk to a short rollout so that a timing sees aux phases
-IMAGE_PPG = dict(
+IMAGE_PPG: dict[str, Any] = dict(
     n_steps=16,
     batch_size=256,
     n_epochs=1,
@@ -61,7 +61,6 @@ def build_model(arm: str, env_id: str, seed: int) -> Any:
     """
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
 
     from sb3_ppg import PPG
 
@@ -85,39 +84,9 @@ def build_model(arm: str, env_id: str, seed: int) -> Any:
             return PPO("CnnPolicy", env, n_epochs=3, seed=seed, policy_kwargs=policy_kwargs, **hyperparams)
         policy_kwargs["arch"] = arm.partition("-")[2] or "dual"
         return PPG("CnnPolicy", env, seed=seed, policy_kwargs=policy_kwargs, **IMAGE_PPG)  # type: ignore[arg-type]
-    if env_id.endswith(("Hard-v0", "Easy-v0")):
-        return build_procgen_model(arm, env_id, seed)
-    config = arm_config(arm, env_id)
-    env = make_vec_env(env_id, n_envs=config["n_envs"], seed=seed)
-    if config["normalize"]:
-        kwargs = dict(config["normalize"]) if isinstance(config["normalize"], dict) else {}
-        env = VecNormalize(env, gamma=config["hyperparams"].get("gamma", 0.99), **kwargs)
-    algo_class = PPG if config["algo"] == "PPG" else PPO
-    return algo_class(config["policy"], env, seed=seed, **config["hyperparams"])
-
-
-def build_procgen_model(arm: str, env_id: str, seed: int) -> Any:
-    """
-    A model of one of ``PROCGEN_ARMS`` from the packaged Procgen entries, on EnvPool, with their normalisation.
-
-    :param arm: one of ``PROCGEN_ARMS``
-    :param env_id: a Procgen id of EnvPool
-    :param seed: seed of the model and the envs
-    :return: the model
-    """
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    from sb3_ppg import PPG
-    from sb3_ppg.train import ENV_KEYS, load_config, make_env
-
-    if arm not in PROCGEN_ARMS:
-        raise ValueError(f"--arms for {env_id} must be among {', '.join(PROCGEN_ARMS)}; got {arm!r}")
-    entry = load_config(env_id, "procgen_ppo_reference" if arm == "ppo-reference" else "ppg")
-    hyperparams = {key: value for key, value in entry.items() if key not in ENV_KEYS}
-    if arm == "ppg-detach":
-        hyperparams["policy_kwargs"] = dict(hyperparams["policy_kwargs"], arch="detach")
-    env = VecNormalize(make_env(env_id, entry["n_envs"], seed), **entry["normalize"])
-    return PPG(entry["policy"], env, seed=seed, **hyperparams)
+    if arm not in arms_for(env_id):
+        raise ValueError(f"--arms for {env_id} must be among {', '.join(arms_for(env_id))}; got {arm!r}")
+    return build_arm_model(arm_config(arm, env_id), env_id, seed)
 
 
 def time_learn(arm: str, env_id: str, timesteps: int, seed: int) -> float:
@@ -142,7 +111,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.arms is None:
         if args.env == FAKE_IMAGE:
             args.arms = list(IMAGE_ARMS)
-        elif args.env.endswith(("Hard-v0", "Easy-v0")):
+        elif is_procgen(args.env):
             args.arms = list(PROCGEN_ARMS)
         else:
             args.arms = ["ppg", "ppo-matched"]

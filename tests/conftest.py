@@ -37,3 +37,27 @@ def run_zoo(*args: str, cwd: Path, expect_success: bool = True) -> subprocess.Co
         output = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
         assert result.returncode == 0, f"exit code {result.returncode}\n{output}"
     return result
+
+
+def _envpool_problem() -> str | None:
+    """Why EnvPool's Procgen cannot run here, or None when it can."""
+    try:
+        import envpool
+    except ImportError as error:
+        return f'envpool is not installed (pip install "sb3-ppg[procgen]"): {error}'
+    try:
+        envpool.make_gymnasium("StarpilotHard-v0", num_envs=1).close()
+    except ImportError as error:
+        return f"EnvPool's Procgen cannot load (apt-get install -y libqt5gui5): {error}"
+    return None
+
+
+ENVPOOL_PROBLEM = _envpool_problem()
+
+
+@pytest.fixture
+def require_envpool() -> None:
+    if ENVPOOL_PROBLEM is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI installs envpool and Qt5, yet: {ENVPOOL_PROBLEM}")
+        pytest.skip(ENVPOOL_PROBLEM)

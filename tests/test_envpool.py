@@ -6,7 +6,6 @@ Tests that need envpool with a working Procgen skip when it is missing, except u
 CI installs both (``make test``).
 """
 
-import os
 import sys
 import types
 import warnings
@@ -36,30 +35,7 @@ PROCGEN_ID = "StarpilotHard-v0"
 QT_MESSAGE = "EnvPool Procgen requires the system Qt 5 runtime on Linux."
 
 
-def _envpool_problem() -> str | None:
-    """Why EnvPool's Procgen cannot run here, or None when it can."""
-    try:
-        import envpool
-    except ImportError as error:
-        return f'envpool is not installed (pip install "sb3-ppg[procgen]"): {error}'
-    try:
-        envpool.make_gymnasium(PROCGEN_ID, num_envs=1).close()
-    except ImportError as error:
-        return f"EnvPool's Procgen cannot load (apt-get install -y libqt5gui5): {error}"
-    return None
-
-
-ENVPOOL_PROBLEM = _envpool_problem()
-
-
-@pytest.fixture
-def require_envpool() -> None:
-    if ENVPOOL_PROBLEM is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI installs envpool and Qt5, yet: {ENVPOOL_PROBLEM}")
-        pytest.skip(ENVPOOL_PROBLEM)
-
-
+# require_envpool (conftest.py) skips without envpool and Qt, and fails under CI=true
 needs_envpool = pytest.mark.usefixtures("require_envpool")
 
 
