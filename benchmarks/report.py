@@ -182,8 +182,10 @@ def plot(env_id: str, rows: Sequence[Row], path: Path) -> None:
             ax.fill_between(xs, lows, highs, alpha=0.2, color=line.get_color())
     ax_steps.set_xlabel("env steps")
     ax_wall.set_xlabel("training wall-clock (s)")
+    # Procgen's rows are the training episodes' return, as in the paper's curves
+    ylabel = "training episode return (last 100)" if is_procgen(env_id) else "deterministic eval return"
     for ax in (ax_steps, ax_wall):
-        ax.set_ylabel("deterministic eval return")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"{env_id}: mean and min-max over seeds")

@@ -9,19 +9,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.configs import arm_config, is_minatar, is_procgen
+from benchmarks.configs import arm_config, is_procgen
 from benchmarks.files import Row, run_path, write_rows
 
 Evaluate = Callable[[], tuple[float, float]]
-
-
-def register_minatar() -> None:
-    """Register MinAtar's games with gymnasium (1.x does not load its plugin), once per process."""
-    import gymnasium
-    import minatar.gym
-
-    if "MinAtar/Breakout-v1" not in gymnasium.registry:
-        minatar.gym.register_envs()
 
 
 def build_model(config: dict[str, Any], env_id: str, seed: int) -> Any:
@@ -39,8 +30,7 @@ def build_model(config: dict[str, Any], env_id: str, seed: int) -> Any:
     from sb3_ppg import PPG
     from sb3_ppg.train import make_env
 
-    if is_minatar(env_id):
-        register_minatar()
+    # Importing sb3_ppg registered MinAtar's games
     env = make_env(env_id, config["n_envs"], seed, config.get("env_kwargs"))
     normalize = config["normalize"]
     if normalize:

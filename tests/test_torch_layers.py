@@ -150,10 +150,9 @@ def test_minatar_cnn_refuses_other_spaces(space, message):
 
 @pytest.mark.parametrize("algo", [PPG, PPO])
 def test_ppg_and_ppo_train_with_minatar_cnn(algo):
-    import minatar.gym
     from stable_baselines3.common.env_util import make_vec_env
 
-    minatar.gym.register_envs()
+    # Registered by sb3_ppg, as minatar is installed
     env = make_vec_env("MinAtar/Breakout-v1", n_envs=2, seed=0)
     policy_kwargs: dict = dict(features_extractor_class=MinAtarCNN, net_arch=[])
     kwargs: dict = dict(n_policy_iterations=2, n_aux_epochs=1, aux_batch_size=32) if algo is PPG else {}
@@ -168,3 +167,20 @@ def test_ppg_and_ppo_train_with_minatar_cnn(algo):
     assert isinstance(extractor, MinAtarCNN)
     assert model.num_timesteps == 128
     assert any(not th.equal(a, b) for a, b in zip(before, extractor.parameters(), strict=True))
+
+
+def test_minatar_cnn_policy_is_minatars_reference_network():
+    """``MinAtarCnnPolicy``: MinAtarCNN with the heads on its features, on an id sb3_ppg registers itself."""
+    model = PPG("MinAtarCnnPolicy", "MinAtar/SpaceInvaders-v1", n_steps=32, batch_size=32, policy_kwargs=dict(arch="detach"))
+    policy = model.policy
+    assert isinstance(policy.features_extractor, MinAtarCNN) and policy.features_extractor.features_dim == 128
+    assert policy.action_net.in_features == policy.value_net.in_features == 128  # net_arch=[]: no hidden layers
+    assert policy.arch == "detach"
+    # The user's own values win over the alias's defaults
+    small = PPG(
+        "MinAtarCnnPolicy",
+        "MinAtar/Breakout-v1",
+        policy_kwargs=dict(net_arch=[8], features_extractor_kwargs=dict(features_dim=16)),
+    )
+    assert small.policy.features_extractor.features_dim == 16 and small.policy.action_net.in_features == 8
+    assert PPG("MinAtarCnnPolicy", "MinAtar/Breakout-v1").policy.net_arch == []

@@ -8,8 +8,12 @@ Where neither applies, ``"sb3_ppg:LunarLander-v2"`` makes gymnasium import ``sb3
 
 It also registers ``InvalidActionEnvDiscrete-v0``, SB3-Contrib's masked identity task, which gymnasium does not
 know: the RL Zoo trains only registered ids, and ``--algo ppg_mask`` needs an env with action masks.
+
+Where ``minatar`` is installed, it registers MinAtar's games (``MinAtar/Breakout-v1``, ...) as MinAtar's own
+``register_envs()`` does: gymnasium 1.x no longer loads MinAtar's plugin, and importing it here would cost a second.
 """
 
+import importlib.util
 import warnings
 from multiprocessing import forkserver
 from typing import Any
@@ -52,6 +56,16 @@ MASKED_ENVS = {
 }
 
 
+# MinAtar's games and its ids' versions: v0 with the full action set of 18, v1 with the game's minimal one
+MINATAR_GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
+MINATAR_VERSIONS = {"v0": False, "v1": True}
+
+
+def minatar_env_id(game: str, version: str = "v1") -> str:
+    """MinAtar's gymnasium id of a game: ``("space_invaders", "v1")`` -> ``"MinAtar/SpaceInvaders-v1"``."""
+    return f"MinAtar/{game.title().replace('_', '')}-{version}"
+
+
 def _preload_in_forkserver() -> None:
     # Keep what the user set (by default only "__main__"); the forkserver starts lazily, so this is cheap
     server = getattr(forkserver, "_forkserver", None)
@@ -62,8 +76,8 @@ def _preload_in_forkserver() -> None:
 
 def register_aliases() -> None:
     """
-    Register the v2 ids that gymnasium no longer has, with the settings of their v3 counterparts, and the masked
-    envs of ``MASKED_ENVS``.
+    Register the v2 ids that gymnasium no longer has, with the settings of their v3 counterparts, the masked
+    envs of ``MASKED_ENVS``, and MinAtar's games where ``minatar`` is installed.
     """
     for alias, target in ALIASES.items():
         if alias in gym.registry:
@@ -80,4 +94,13 @@ def register_aliases() -> None:
         if env_id not in gym.registry:
             # The env ends its episodes itself (truncated after ep_length steps)
             gym.register(id=env_id, entry_point=entry_point, kwargs=dict(kwargs))
+    if importlib.util.find_spec("minatar") is not None:
+        for game in MINATAR_GAMES:
+            for version, minimal_actions in MINATAR_VERSIONS.items():
+                if minatar_env_id(game, version) not in gym.registry:
+                    gym.register(
+                        id=minatar_env_id(game, version),
+                        entry_point="minatar.gym:BaseEnv",
+                        kwargs=dict(game=game, use_minimal_action_set=minimal_actions),
+                    )
     _preload_in_forkserver()

@@ -1,5 +1,6 @@
 """Actor-critic policies with an auxiliary value head on the actor."""
 
+import copy
 from functools import partial
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 from torch import nn
 
 from sb3_ppg.common.distributions import check_action_masks, mask_dims, maskable_categoricals, unvalidated
-from sb3_ppg.common.torch_layers import ImpalaCNN, normed_init_
+from sb3_ppg.common.torch_layers import ImpalaCNN, MinAtarCNN, normed_init_
 
 ARCHS = ("dual", "shared", "detach")
 
@@ -229,7 +230,27 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
         return distribution, self.aux_value_net(latent_pi).flatten(), self.value_net(latent_vf).flatten()
 
 
-class AuxActorCriticCnnPolicy(AuxActorCriticPolicy):
+class _DefaultExtractorPolicy(AuxActorCriticPolicy):
+    """
+    :class:`AuxActorCriticPolicy` whose keyword arguments default to the class's ``default_kwargs`` (a features
+    extractor, and a ``net_arch`` where the heads sit straight on its features); the user's own win.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`
+    """
+
+    default_kwargs: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any):
+        for key, value in self.default_kwargs.items():
+            # A copy, so that no policy can change the default of the next one
+            kwargs.setdefault(key, copy.copy(value))
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+
+class AuxActorCriticCnnPolicy(_DefaultExtractorPolicy):
     """
     :class:`AuxActorCriticPolicy` for image observations: one NatureCNN for the actor and one for the critic.
     Takes the same arguments; ``features_extractor_class`` defaults to ``NatureCNN``.
@@ -240,12 +261,10 @@ class AuxActorCriticCnnPolicy(AuxActorCriticPolicy):
     :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any):
-        kwargs.setdefault("features_extractor_class", NatureCNN)
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+    default_kwargs: ClassVar[dict[str, Any]] = {"features_extractor_class": NatureCNN}
 
 
-class AuxActorCriticImpalaCnnPolicy(AuxActorCriticPolicy):
+class AuxActorCriticImpalaCnnPolicy(_DefaultExtractorPolicy):
     """
     :class:`AuxActorCriticPolicy` as the PPG paper's code builds it for images: the :class:`ImpalaCNN` encoder with
     the heads straight on its features (``net_arch=[]``). Takes the same arguments; ``features_extractor_class``
@@ -257,13 +276,25 @@ class AuxActorCriticImpalaCnnPolicy(AuxActorCriticPolicy):
     :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any):
-        kwargs.setdefault("features_extractor_class", ImpalaCNN)
-        kwargs.setdefault("net_arch", [])
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+    default_kwargs: ClassVar[dict[str, Any]] = {"features_extractor_class": ImpalaCNN, "net_arch": []}
 
 
-class MultiInputAuxActorCriticPolicy(AuxActorCriticPolicy):
+class AuxActorCriticMinAtarCnnPolicy(_DefaultExtractorPolicy):
+    """
+    :class:`AuxActorCriticPolicy` for MinAtar's games as their reference agents are built: :class:`MinAtarCNN` with
+    the heads straight on its features (``net_arch=[]``). Takes the same arguments; ``features_extractor_class``
+    defaults to ``MinAtarCNN`` and ``net_arch`` to ``[]``.
+
+    :param observation_space: Observation space (MinAtar's channel-last 0/1 planes)
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`
+    """
+
+    default_kwargs: ClassVar[dict[str, Any]] = {"features_extractor_class": MinAtarCNN, "net_arch": []}
+
+
+class MultiInputAuxActorCriticPolicy(_DefaultExtractorPolicy):
     """
     :class:`AuxActorCriticPolicy` for ``Dict`` observations. Takes the same arguments;
     ``features_extractor_class`` defaults to ``CombinedExtractor``.
@@ -274,9 +305,7 @@ class MultiInputAuxActorCriticPolicy(AuxActorCriticPolicy):
     :param kwargs: the other arguments of :class:`AuxActorCriticPolicy`
     """
 
-    def __init__(self, observation_space: spaces.Dict, action_space: spaces.Space, lr_schedule: Schedule, **kwargs: Any):
-        kwargs.setdefault("features_extractor_class", CombinedExtractor)
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+    default_kwargs: ClassVar[dict[str, Any]] = {"features_extractor_class": CombinedExtractor}
 
 
 class MaskableAuxActorCriticPolicy(AuxActorCriticPolicy):

@@ -1,6 +1,7 @@
 from sb3_ppg.common.policies import (
     AuxActorCriticCnnPolicy,
     AuxActorCriticImpalaCnnPolicy,
+    AuxActorCriticMinAtarCnnPolicy,
     AuxActorCriticPolicy,
     MultiInputAuxActorCriticPolicy,
 )
@@ -8,4 +9,5 @@ from sb3_ppg.common.policies import (
 MlpPolicy = AuxActorCriticPolicy
 CnnPolicy = AuxActorCriticCnnPolicy
 ImpalaCnnPolicy = AuxActorCriticImpalaCnnPolicy
+MinAtarCnnPolicy = AuxActorCriticMinAtarCnnPolicy
 MultiInputPolicy = MultiInputAuxActorCriticPolicy

@@ -28,7 +28,7 @@ from sb3_ppg.common.distributions import (
 from sb3_ppg.common.logging import LossLog
 from sb3_ppg.common.losses import aux_value_loss, clipped_surrogate_loss, joint_loss, policy_kl, value_loss
 from sb3_ppg.common.policies import AuxActorCriticPolicy
-from sb3_ppg.ppg.policies import CnnPolicy, ImpalaCnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_ppg.ppg.policies import CnnPolicy, ImpalaCnnPolicy, MinAtarCnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfPPG = TypeVar("SelfPPG", bound="PPG")
 
@@ -49,8 +49,8 @@ class PPG(OnPolicyAlgorithm):
     Paper: https://arxiv.org/abs/2009.04416
     Code: https://github.com/openai/phasic-policy-gradient
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, ImpalaCnnPolicy, MultiInputPolicy); it must have an
-        aux value head
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, ImpalaCnnPolicy, MinAtarCnnPolicy,
+        MultiInputPolicy); it must have an aux value head
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The learning rate of the policy phase, it can be a function
         of the current progress remaining (from 1 to 0)
@@ -108,6 +108,7 @@ class PPG(OnPolicyAlgorithm):
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "ImpalaCnnPolicy": ImpalaCnnPolicy,
+        "MinAtarCnnPolicy": MinAtarCnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
     policy: AuxActorCriticPolicy
