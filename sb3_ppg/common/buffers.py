@@ -11,6 +11,41 @@ from stable_baselines3.common.type_aliases import PyTorchObs, TensorDict
 
 from sb3_ppg.common.distributions import check_action_masks, distribution_params_dim, mask_dims
 
+# An array of the buffer: on the host, or on the device when the buffer is kept there
+Storage = np.ndarray | th.Tensor
+# Minibatch indices: on the host for host storage, on the device for device storage
+Indices = np.ndarray | th.Tensor
+
+
+def keeps_on_device(nbytes: int, device: th.device) -> bool:
+    """
+    Whether an aux buffer of ``nbytes`` is kept on ``device``: only a CUDA device, and only with room for it twice
+    over, so that the other half of the free memory is left to the minibatches' activations.
+
+    :param nbytes: the buffer's size in bytes
+    :param device: the model's device
+    :return: True to keep the buffer's arrays on the device
+    """
+    if device.type != "cuda":
+        return False
+    free_bytes, _ = th.cuda.mem_get_info(device)
+    return 2 * nbytes <= free_bytes
+
+
+def _zeros(shape: tuple[int, ...], dtype: np.dtype | type, device: th.device | None) -> Storage:
+    # On the host, numpy's zeros commit pages only as rollouts fill them
+    if device is None:
+        return np.zeros(shape, dtype=dtype)
+    return th.zeros(shape, dtype=th.from_numpy(np.zeros(0, dtype=dtype)).dtype, device=device)
+
+
+def _put(storage: Storage, start: int, end: int, values: np.ndarray) -> None:
+    if isinstance(storage, th.Tensor):
+        # One host-to-device copy per rollout instead of one per minibatch
+        storage[start:end] = th.as_tensor(values).to(storage.device)
+    else:
+        storage[start:end] = values
+
 
 class AuxBufferSamples(NamedTuple):
     observations: th.Tensor
@@ -47,15 +82,21 @@ class AuxRolloutBuffer(BaseBuffer):
     so uint8 images stay uint8: about ``buffer_size * n_envs * prod(obs_shape) * itemsize`` bytes, plus 4 bytes per return and
     4 bytes per distribution parameter.
 
+    On a GPU with room for it twice over, the whole buffer lives on the device (``on_device``): each rollout is
+    copied there once, and minibatches are gathered there, without a host-to-device copy per minibatch. Otherwise
+    its arrays are numpy arrays in host memory.
+
     :param buffer_size: Steps per environment it holds: ``n_policy_iterations * n_steps``
     :param observation_space: Observation space
     :param action_space: Action space
     :param device: PyTorch device for the sampled tensors
     :param n_envs: Number of parallel environments
+    :param on_device: keep the arrays on ``device`` as tensors (True) or on the host as numpy arrays (False);
+        None chooses with :func:`keeps_on_device`: on a CUDA device when it has room for the buffer twice over
     """
 
-    observations: np.ndarray
-    returns: np.ndarray
+    observations: Storage
+    returns: Storage
     # On the model's device: the snapshot is written and read there, never copied through the host
     distribution_params: th.Tensor
 
@@ -66,12 +107,30 @@ class AuxRolloutBuffer(BaseBuffer):
         action_space: spaces.Space,
         device: th.device | str = "auto",
         n_envs: int = 1,
+        on_device: bool | None = None,
     ):
         super().__init__(buffer_size, observation_space, action_space, device, n_envs=n_envs)
         self.params_dim = self._distribution_params_dim()
+        if on_device is None:
+            on_device = keeps_on_device(self.nbytes_needed(), self.device)
+        self.on_device = on_device
+        self._storage_device = self.device if on_device else None
         self._allocate_observations()
-        self.returns = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+        self.returns = _zeros((self.buffer_size, self.n_envs), np.float32, self._storage_device)
         self.distribution_params = th.zeros((self.buffer_size * self.n_envs, self.params_dim), device=self.device)
+
+    def nbytes_needed(self) -> int:
+        """Bytes of the buffer's arrays: observations, returns, snapshot parameters (and masks, if any)."""
+        space = self.observation_space
+        obs_spaces = list(space.spaces.values()) if isinstance(space, spaces.Dict) else [space]
+        per_state = 4 + 4 * self.params_dim + self._extra_bytes_per_state()
+        for obs_space in obs_spaces:
+            assert obs_space.shape is not None and obs_space.dtype is not None
+            per_state += int(np.prod(obs_space.shape)) * np.dtype(obs_space.dtype).itemsize
+        return self.buffer_size * self.n_envs * per_state
+
+    def _extra_bytes_per_state(self) -> int:
+        return 0
 
     def _distribution_params_dim(self) -> int:
         # Floats per state of the snapshot
@@ -79,14 +138,21 @@ class AuxRolloutBuffer(BaseBuffer):
 
     def _allocate_observations(self) -> None:
         assert isinstance(self.obs_shape, tuple)
-        self.observations = np.zeros((self.buffer_size, self.n_envs, *self.obs_shape), dtype=self.observation_space.dtype)
+        shape = (self.buffer_size, self.n_envs, *self.obs_shape)
+        self.observations = _zeros(shape, self.observation_space.dtype, self._storage_device)  # type: ignore[arg-type]
 
     def _store_observations(self, rollout_buffer: RolloutBuffer, start: int, end: int) -> None:
-        self.observations[start:end] = rollout_buffer.observations
+        _put(self.observations, start, end, rollout_buffer.observations)
 
-    def _observations(self, flat_indices: np.ndarray | slice) -> PyTorchObs:
-        flat = self.observations.reshape(-1, *self.observations.shape[2:])
+    def _take(self, storage: Storage, flat_indices: Indices | slice) -> th.Tensor:
+        """The rows of a (buffer_size, n_envs, ...) array at flat state indices, as a tensor on the device."""
+        flat = storage.reshape(-1, *storage.shape[2:])
+        if isinstance(flat, th.Tensor):
+            return flat[flat_indices]
         return self.to_torch(flat[flat_indices], copy=False)
+
+    def _observations(self, flat_indices: Indices | slice) -> PyTorchObs:
+        return self._take(self.observations, flat_indices)  # type: ignore[arg-type]
 
     @property
     def n_samples(self) -> int:
@@ -113,7 +179,7 @@ class AuxRolloutBuffer(BaseBuffer):
                 f"a rollout of {rollout_buffer.buffer_size} does not fit: run the aux phase first"
             )
         self._store_observations(rollout_buffer, self.pos, end)
-        self.returns[self.pos : end] = rollout_buffer.returns
+        _put(self.returns, self.pos, end, rollout_buffer.returns)
         self.pos = end
         self.full = end == self.buffer_size
 
@@ -134,6 +200,8 @@ class AuxRolloutBuffer(BaseBuffer):
         :return: mean and standard deviation of the stored value targets
         """
         returns = self.returns[: self.pos]
+        if isinstance(returns, th.Tensor):
+            return float(returns.mean()), float(returns.std(correction=0))
         return float(returns.mean()), float(returns.std())
 
     def get(self, batch_size: int) -> Generator[AuxBufferSamples | DictAuxBufferSamples, None, None]:
@@ -143,14 +211,17 @@ class AuxRolloutBuffer(BaseBuffer):
         :param batch_size: minibatch size; the last minibatch may be smaller
         :return: minibatches
         """
-        indices = np.random.permutation(self.n_samples)
+        # Indices where the arrays are: a shuffle on the device when they live there
+        indices: Indices = (
+            th.randperm(self.n_samples, device=self.device) if self.on_device else np.random.permutation(self.n_samples)
+        )
         for start in range(0, self.n_samples, batch_size):
             yield self._get_samples(indices[start : start + batch_size])
 
-    def _get_samples(self, batch_inds: np.ndarray, env: None = None) -> AuxBufferSamples:  # type: ignore[override]
+    def _get_samples(self, batch_inds: Indices, env: None = None) -> AuxBufferSamples:  # type: ignore[override]
         return AuxBufferSamples(
             observations=self._observations(batch_inds),  # type: ignore[arg-type]
-            returns=self.to_torch(self.returns.reshape(-1)[batch_inds], copy=False),
+            returns=self._take(self.returns[..., None], batch_inds).flatten(),
             old_distribution_params=self.distribution_params[th.as_tensor(batch_inds, device=self.device)],
         )
 
@@ -166,28 +237,25 @@ class DictAuxRolloutBuffer(AuxRolloutBuffer):
     :param n_envs: Number of parallel environments
     """
 
-    observations: dict[str, np.ndarray]  # type: ignore[assignment]
+    observations: dict[str, Storage]  # type: ignore[assignment]
     observation_space: spaces.Dict
 
     def _allocate_observations(self) -> None:
         assert isinstance(self.obs_shape, dict)
         self.observations = {
-            key: np.zeros((self.buffer_size, self.n_envs, *shape), dtype=self.observation_space[key].dtype)
+            key: _zeros((self.buffer_size, self.n_envs, *shape), self.observation_space[key].dtype, self._storage_device)  # type: ignore[arg-type]
             for key, shape in self.obs_shape.items()
         }
 
     def _store_observations(self, rollout_buffer: RolloutBuffer, start: int, end: int) -> None:
         assert isinstance(rollout_buffer, DictRolloutBuffer)
         for key, observations in self.observations.items():
-            observations[start:end] = rollout_buffer.observations[key]
+            _put(observations, start, end, rollout_buffer.observations[key])
 
-    def _observations(self, flat_indices: np.ndarray | slice) -> PyTorchObs:
-        return {
-            key: self.to_torch(observations.reshape(-1, *observations.shape[2:])[flat_indices], copy=False)
-            for key, observations in self.observations.items()
-        }
+    def _observations(self, flat_indices: Indices | slice) -> PyTorchObs:
+        return {key: self._take(observations, flat_indices) for key, observations in self.observations.items()}
 
-    def _get_samples(self, batch_inds: np.ndarray, env: None = None) -> DictAuxBufferSamples:  # type: ignore[override]
+    def _get_samples(self, batch_inds: Indices, env: None = None) -> DictAuxBufferSamples:  # type: ignore[override]
         samples = super()._get_samples(batch_inds)
         return DictAuxBufferSamples(*samples)  # type: ignore[arg-type]
 
@@ -206,13 +274,17 @@ class MaskableAuxRolloutBuffer(AuxRolloutBuffer):
     :param n_envs: Number of parallel environments
     """
 
-    action_masks: np.ndarray
+    action_masks: Storage
     _samples_class: type[MaskableAuxBufferSamples] | type[MaskableDictAuxBufferSamples] = MaskableAuxBufferSamples
 
     def _allocate_observations(self) -> None:
         super()._allocate_observations()
         self.mask_dims = mask_dims(self.action_space)
-        self.action_masks = np.ones((self.buffer_size, self.n_envs, self.mask_dims), dtype=bool)
+        self.action_masks = _zeros((self.buffer_size, self.n_envs, self.mask_dims), bool, self._storage_device)
+        self.action_masks[...] = True
+
+    def _extra_bytes_per_state(self) -> int:
+        return mask_dims(self.action_space)
 
     def _distribution_params_dim(self) -> int:
         # One logit per mask entry: SB3-Contrib's MultiBinary distribution is a categorical over {0, 1} per dimension
@@ -235,13 +307,13 @@ class MaskableAuxRolloutBuffer(AuxRolloutBuffer):
         check_action_masks(rollout_masks, rollout_buffer.buffer_size * rollout_buffer.n_envs, self.action_space)
         start = self.pos
         super().add_rollout(rollout_buffer)
-        self.action_masks[start : self.pos] = rollout_masks.reshape(self.pos - start, self.n_envs, self.mask_dims)
+        _put(self.action_masks, start, self.pos, rollout_masks.reshape(self.pos - start, self.n_envs, self.mask_dims))
 
     def _get_samples(  # type: ignore[override]
-        self, batch_inds: np.ndarray, env: None = None
+        self, batch_inds: Indices, env: None = None
     ) -> MaskableAuxBufferSamples | MaskableDictAuxBufferSamples:
         samples = super()._get_samples(batch_inds)
-        action_masks = self.to_torch(self.action_masks.reshape(-1, self.mask_dims)[batch_inds], copy=False)
+        action_masks = self._take(self.action_masks, batch_inds)
         return self._samples_class(*samples, action_masks=action_masks)  # type: ignore[arg-type]
 
 
