@@ -1,4 +1,4 @@
-"""The packaged Procgen configs: the paper code's settings, the memory they need, and the PPO baseline."""
+"""The packaged configs: Procgen's (the paper code's settings, the memory they need, the PPO baseline) and MinAtar's."""
 
 from importlib import resources
 
@@ -98,3 +98,29 @@ def test_the_replication_aux_buffer_needs_26_gigabytes():
     states = entry["n_policy_iterations"] * entry["n_steps"] * entry["n_envs"]
     assert states == 32 * 65_536
     assert states * FRAME_BYTES / 1e9 == pytest.approx(25.8, abs=0.05)
+
+
+@pytest.mark.parametrize("env_id, arm", [("MinAtar/Breakout-v1", "ppg-detach"), ("MinAtar/SpaceInvaders-v1", "ppg")])
+def test_minatar_entries_are_the_benchmarks_winning_arms(env_id, arm):
+    """ppg.yml's MinAtar entries are the benchmarked arms, key for key, so they cannot drift apart."""
+    from benchmarks.configs import arm_config
+
+    from sb3_ppg.common.torch_layers import MinAtarCNN
+    from sb3_ppg.train import load_config
+
+    entry, benchmarked = load_config(env_id), arm_config(arm, env_id)
+    assert (entry["n_envs"], entry["env_kwargs"], entry.get("normalize", False)) == (
+        benchmarked["n_envs"],
+        benchmarked["env_kwargs"],
+        benchmarked["normalize"],
+    )
+    hyperparams = {key: value for key, value in entry.items() if key not in ENV_KEYS}
+    expected = dict(benchmarked["hyperparams"])
+    expected_policy_kwargs = expected.pop("policy_kwargs")
+    assert {key: value for key, value in hyperparams.items() if key != "policy_kwargs"} == expected
+    # The benchmark names MinAtarCNN and net_arch=[] itself; the entry gets them from its policy alias
+    model = PPG(entry["policy"], make_vec_env(env_id, n_envs=2, env_kwargs=entry["env_kwargs"]), **hyperparams)
+    assert isinstance(model.policy.features_extractor, MinAtarCNN) and model.policy.net_arch == []
+    assert expected_policy_kwargs["features_extractor_class"] is MinAtarCNN and expected_policy_kwargs["net_arch"] == []
+    assert model.policy.arch == expected_policy_kwargs["arch"] == hyperparams["policy_kwargs"]["arch"]
+    assert model.get_env().envs[0].spec.max_episode_steps == 10_000
