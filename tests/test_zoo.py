@@ -259,6 +259,8 @@ def test_ppg_yml_has_the_documented_entries():
         "BipedalWalker-v3",
         "atari",
         *(f"{game}Hard-v0" for game in PROCGEN_GAMES),
+        "MinAtar/Breakout-v1",
+        "MinAtar/SpaceInvaders-v1",
     }
     assert set(PPG_ENTRIES) == expected
     assert PPG_ENTRIES["LunarLander-v2"] == PPG_ENTRIES["LunarLander-v3"]
