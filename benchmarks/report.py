@@ -369,11 +369,10 @@ def read_anchors(game: str, path: Path = ANCHORS_PATH) -> list[Anchor]:
 
 
 def procgen_game(env_id: str) -> str:
-    """``"StarpilotHard-v0"`` -> ``"starpilot"``."""
-    name = env_id.split("-")[0]
-    for mode in ("Hard", "Easy", "Extreme", "Memory", "Exploration"):
-        name = name.removesuffix(mode)
-    return name.lower()
+    """``"StarpilotHard-v0"`` -> ``"starpilot"``, the game's name in the anchors file."""
+    from sb3_ppg.common.envpool import procgen_game_and_mode
+
+    return procgen_game_and_mode(env_id)[0]
 
 
 def mean_at_steps(runs: Sequence[Sequence[Row]], env_steps: int) -> float:

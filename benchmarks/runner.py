@@ -9,6 +9,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.configs import arm_config, is_procgen
 from benchmarks.files import Row, run_path, write_rows
 
@@ -47,11 +49,10 @@ def training_return(model: Any) -> tuple[float, float]:
     Mean and std of the undiscounted return of the model's last training episodes (up to 100: SB3's
     ``rollout/ep_rew_mean``), the measure of the Procgen paper's curves; NaN before the first episode ends.
     """
-    returns = [float(info["r"]) for info in model.ep_info_buffer]
-    if not returns:
+    returns = np.array([info["r"] for info in model.ep_info_buffer], dtype=np.float64)
+    if returns.size == 0:
         return math.nan, math.nan
-    mean = sum(returns) / len(returns)
-    return mean, math.sqrt(sum((value - mean) ** 2 for value in returns) / len(returns))
+    return float(returns.mean()), float(returns.std())
 
 
 def run_one(

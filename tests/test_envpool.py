@@ -28,6 +28,7 @@ from sb3_ppg.common.envpool import (
     make_atari_env,
     make_procgen_env,
     procgen_env_id,
+    procgen_game_and_mode,
     register_gymnasium_ids,
 )
 
@@ -394,6 +395,9 @@ def test_gymnasium_ids_make_single_envs():
 def test_ids_and_argument_errors():
     assert procgen_env_id("Starpilot") == PROCGEN_ID
     assert procgen_env_id("maze", "memory") == "MazeMemory-v0"
+    assert procgen_game_and_mode("MazeMemory-v0") == ("maze", "memory")
+    with pytest.raises(ValueError, match=r"env_id must be a Procgen id of EnvPool.*got 'CartPole-v1'"):
+        procgen_game_and_mode("CartPole-v1")
     assert envpool_family(PROCGEN_ID) == "procgen"
     assert envpool_family("CartPole-v1") is None
     with pytest.raises(ValueError, match=r"game must be a Procgen game.*did you mean 'starpilot'"):

@@ -35,6 +35,7 @@ __all__ = [
     "make_envpool_env",
     "make_procgen_env",
     "procgen_env_id",
+    "procgen_game_and_mode",
     "register_gymnasium_ids",
 ]
 
@@ -142,6 +143,19 @@ def procgen_env_id(game: str, distribution_mode: str = "hard") -> str:
     if distribution_mode not in modes:
         raise ValueError(f"distribution_mode of {name} must be one of {', '.join(modes)}; got {distribution_mode!r}")
     return f"{name.capitalize()}{distribution_mode.capitalize()}-v0"
+
+
+def procgen_game_and_mode(env_id: str) -> tuple[str, str]:
+    """
+    The inverse of :func:`procgen_env_id`.
+
+    :param env_id: EnvPool's id of a Procgen game, e.g. ``"StarpilotHard-v0"``
+    :return: the game and its distribution mode, e.g. ``("starpilot", "hard")``
+    :raises ValueError: when the id is not a Procgen id
+    """
+    if env_id not in _PROCGEN_IDS:
+        raise ValueError(f"env_id must be a Procgen id of EnvPool, such as 'StarpilotHard-v0'; got {env_id!r}")
+    return _PROCGEN_IDS[env_id]
 
 
 def _check_count(name: str, value: Any, minimum: int) -> None:
