@@ -3,8 +3,9 @@ The arms of the benchmark and their settings.
 
 On gymnasium's vector tasks: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``), ``ppo`` (rl_zoo3's own ``ppo.yml``
 entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar: ``ppo`` (SB3's
-PPO, one shared MinAtar network), ``ppg`` (PPG, ``arch="dual"``) and ``ppg-detach`` (PPG, ``arch="detach"``), all with
-the same env-side settings. On Procgen (``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's ``ppg.yml`` entry, 64
+PPO, one shared MinAtar network), ``ppg-e1`` (PPG, ``arch="dual"``, one policy and one value epoch per rollout),
+``ppg-e4`` (the same with PPO's four), ``ppg-detach`` (PPG, ``arch="detach"``, four) and ``ppg`` (the game's ``ppg.yml``
+entry), all with the same env-side settings. On Procgen (``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's ``ppg.yml`` entry, 64
 envs), ``ppg-detach`` (the same with ``arch="detach"``) and ``ppo-reference`` (the paper's PPO baseline,
 ``procgen_ppo_reference.yml``), each as packaged.
 """
@@ -28,12 +29,14 @@ THRESHOLDS = {
     # Round marks fixed before the MinAtar runs, for the steps-to-threshold table; not from a reference
     "MinAtar/Breakout-v1": 20.0,
     "MinAtar/SpaceInvaders-v1": 100.0,
+    "MinAtar/Asterix-v1": 20.0,
+    "MinAtar/Freeway-v1": 40.0,
     # The paper's PPG passes 10 near 10M steps (its curves in the repository's anchors); fixed before any run here
     "StarpilotHard-v0": 10.0,
 }
 
-MINATAR_ARMS = ("ppo", "ppg", "ppg-detach")
-MINATAR_ENVS = ("MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1")
+MINATAR_ARMS = ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach")
+MINATAR_ENVS = ("MinAtar/Asterix-v1", "MinAtar/Breakout-v1", "MinAtar/Freeway-v1", "MinAtar/SpaceInvaders-v1")
 MINATAR_N_ENVS = 64
 # gymnax-blines' PPO settings for MinAtar (agents/<Game>-MinAtar/ppo.yaml, the same for every game): 64 envs x 128
 # steps, 8 minibatches, 4 epochs, lr 5e-4 (constant here: SB3 has no warm-up), clip 0.2, gamma 0.999, GAE 0.95
@@ -53,6 +56,9 @@ MINATAR_SHARED: dict[str, Any] = dict(
 # aux phase and the separate critic differ; N_pi 16 (the low end of the 16-32 the paper found best; its default is
 # 32) and E_aux 6 as in the paper; aux minibatches as PPO's
 MINATAR_PPG: dict[str, Any] = dict(n_value_epochs=4, n_policy_iterations=16, n_aux_epochs=6, aux_batch_size=1024)
+# The fixed PPG arms: (arch, E_pi = E_V). ``ppg-e1`` is the paper's policy phase, one epoch of each per rollout;
+# ``ppg-e4`` and ``ppg-detach`` reuse each sample as often as PPO does. The ``ppg`` arm is ppg.yml's entry.
+MINATAR_PPG_ARMS: dict[str, tuple[str, int]] = {"ppg-e1": ("dual", 1), "ppg-e4": ("dual", 4), "ppg-detach": ("detach", 4)}
 # A cap on episode length (MinAtar has none), so that a policy that never loses cannot stall an evaluation
 MINATAR_MAX_EPISODE_STEPS = 10_000
 
@@ -134,29 +140,33 @@ def procgen_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | No
     }
 
 
-def minatar_arm_config(arm: str, ppg_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def minatar_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """
-    The settings of one MinAtar arm (see ``arm_config``); both games take the same ones.
+    The settings of one MinAtar arm (see ``arm_config``): every arm but ``ppg`` takes the same ones on every game;
+    ``ppg`` is the game's entry of ``ppg.yml``, as packaged.
 
     :param arm: one of ``MINATAR_ARMS``
-    :param ppg_overrides: PPG constructor arguments that replace ``MINATAR_PPG``'s (for sweeps); PPG arms only
+    :param env_id: one of MinAtar's games
+    :param ppg_overrides: PPG constructor arguments that replace the arm's (for sweeps); PPG arms only
     :return: the settings
     """
     from sb3_ppg.common.torch_layers import MinAtarCNN
 
+    if arm == "ppg":
+        return packaged_minatar_config(env_id, ppg_overrides)
     # MinAtar's reference network: the heads sit straight on its 128 features
     policy_kwargs: dict[str, Any] = dict(features_extractor_class=MinAtarCNN, net_arch=[])
     hyperparams = dict(MINATAR_SHARED)
     if arm == "ppo":
         algo = "PPO"
         policy_kwargs["share_features_extractor"] = True
-    elif arm in ("ppg", "ppg-detach"):
+    elif arm in MINATAR_PPG_ARMS:
         algo = "PPG"
-        policy_kwargs["arch"] = "detach" if arm == "ppg-detach" else "dual"
-        hyperparams.update(MINATAR_PPG)
+        policy_kwargs["arch"], epochs = MINATAR_PPG_ARMS[arm]
+        hyperparams.update(MINATAR_PPG, n_epochs=epochs, n_value_epochs=epochs)
         hyperparams.update(ppg_overrides or {})
     else:
-        raise ValueError(f"Unknown arm {arm!r} for MinAtar, expected one of {MINATAR_ARMS}")
+        raise ValueError(f"Unknown arm {arm!r} for MinAtar, expected one of {', '.join(MINATAR_ARMS)}")
     return {
         "algo": algo,
         "policy": "MlpPolicy",
@@ -164,6 +174,25 @@ def minatar_arm_config(arm: str, ppg_overrides: dict[str, Any] | None = None) ->
         "normalize": False,
         "env_kwargs": dict(max_episode_steps=MINATAR_MAX_EPISODE_STEPS),
         "hyperparams": {**hyperparams, "policy_kwargs": policy_kwargs},
+    }
+
+
+def packaged_minatar_config(env_id: str, ppg_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``ppg`` arm on MinAtar: the game's ``ppg.yml`` entry as a user gets it (see ``minatar_arm_config``)."""
+    from sb3_ppg.train import ENV_KEYS, load_config
+
+    entry = load_config(env_id)
+    if not entry:
+        raise ValueError(f"sb3_ppg's ppg.yml has no entry for {env_id}")
+    hyperparams = {key: value for key, value in entry.items() if key not in ENV_KEYS}
+    hyperparams.update(ppg_overrides or {})
+    return {
+        "algo": "PPG",
+        "policy": entry["policy"],
+        "n_envs": int(entry["n_envs"]),
+        "normalize": entry.get("normalize", False),
+        "env_kwargs": dict(entry.get("env_kwargs") or {}),
+        "hyperparams": hyperparams,
     }
 
 
@@ -180,7 +209,7 @@ def arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | None = Non
     from sb3_ppg.train import ENV_KEYS, convert_zoo_entry, load_config
 
     if is_minatar(env_id):
-        return minatar_arm_config(arm, ppg_overrides)
+        return minatar_arm_config(arm, env_id, ppg_overrides)
     if is_procgen(env_id):
         return procgen_arm_config(arm, env_id, ppg_overrides)
     if arm == "ppg":

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("algo", "seed", "timesteps", "eval_mean", "eval_std", "wall_s")
+# cpu_s: the training process's CPU seconds, evaluations left out; blank in runs made before it was recorded
+COLUMNS = ("algo", "seed", "timesteps", "eval_mean", "eval_std", "wall_s", "cpu_s")
 
 Row = dict[str, Any]
 
@@ -58,6 +60,7 @@ def read_rows(paths: Iterable[Path]) -> list[Row]:
                         "eval_mean": float(raw["eval_mean"]),
                         "eval_std": float(raw["eval_std"]),
                         "wall_s": float(raw["wall_s"]),
+                        "cpu_s": float(raw["cpu_s"]) if raw.get("cpu_s") else math.nan,
                     }
                 )
     return rows

@@ -229,15 +229,16 @@ def area_under_curve(run: Sequence[Row]) -> float:
     return area / (points[-1][0] - points[0][0])
 
 
-def return_at_wall_clock(run: Sequence[Row], wall_s: float) -> float:
+def return_at_wall_clock(run: Sequence[Row], wall_s: float, clock: str = "wall_s") -> float:
     """
     The return a run had reached after ``wall_s`` seconds of training: its last evaluation at or before then.
 
     :param run: one (arm, seed)'s rows, in any order
-    :param wall_s: training wall-clock seconds
+    :param wall_s: training seconds
+    :param clock: the column that counts them, ``wall_s`` or ``cpu_s``
     :return: that evaluation's mean, ``nan`` when the run had none by then
     """
-    reached = [row for row in sorted(run, key=lambda row: row["timesteps"]) if row["wall_s"] <= wall_s]
+    reached = [row for row in sorted(run, key=lambda row: row["timesteps"]) if row[clock] <= wall_s]
     return float(reached[-1]["eval_mean"]) if reached else math.nan
 
 
@@ -256,24 +257,33 @@ def mann_whitney_p(sample: Sequence[float], baseline: Sequence[float]) -> float:
     return float(mannwhitneyu(sample, baseline, alternative="two-sided").pvalue)
 
 
-def summarize_curves(rows: Iterable[Row]) -> tuple[float, dict[str, CurveSummary]]:
+def training_clock(rows: Iterable[Row]) -> str:
     """
-    Per arm: each seed's final return, area under the curve, and return at the wall-clock budget, which is the
-    cheapest arm's training time (the smallest over arms of the mean over seeds of the wall-clock at the last
+    The column that times training in the equal-time comparison: ``cpu_s`` when every row has it (it does not grow
+    when other jobs share the machine), else ``wall_s``.
+    """
+    return "cpu_s" if all(math.isfinite(row.get("cpu_s", math.nan)) for row in rows) else "wall_s"
+
+
+def summarize_curves(rows: Iterable[Row], clock: str = "wall_s") -> tuple[float, dict[str, CurveSummary]]:
+    """
+    Per arm: each seed's final return, area under the curve, and return at the time budget, which is the
+    cheapest arm's training time (the smallest over arms of the mean over seeds of the time at the last
     evaluation).
 
     :param rows: rows of every arm and seed
+    :param clock: the column that times training, ``wall_s`` or ``cpu_s`` (see ``training_clock``)
     :return: the budget in seconds, and the per-arm summaries
     """
     runs = {arm: [seeds[seed] for seed in sorted(seeds)] for arm, seeds in group_runs(rows).items()}
-    final_walls = {arm: statistics.fmean(run[-1]["wall_s"] for run in arm_runs) for arm, arm_runs in runs.items()}
+    final_walls = {arm: statistics.fmean(run[-1][clock] for run in arm_runs) for arm, arm_runs in runs.items()}
     budget = min(final_walls.values())
     summaries = {
         arm: CurveSummary(
             finals=[float(run[-1]["eval_mean"]) for run in arm_runs],
             areas=[area_under_curve(run) for run in arm_runs],
             final_wall_s=final_walls[arm],
-            at_budget=[return_at_wall_clock(run, budget) for run in arm_runs],
+            at_budget=[return_at_wall_clock(run, budget, clock) for run in arm_runs],
         )
         for arm, arm_runs in runs.items()
     }
@@ -295,27 +305,31 @@ def _finite_mean(values: Sequence[float]) -> float:
     return statistics.fmean(finite) if finite else math.nan
 
 
-def render_curves(budget: float, summaries: dict[str, CurveSummary], order: Sequence[str], baseline: str = "ppo") -> str:
+def render_curves(
+    budget: float, summaries: dict[str, CurveSummary], order: Sequence[str], baseline: str = "ppo", clock: str = "wall_s"
+) -> str:
     """
-    The equal-steps and equal-wall-clock section of the report.
+    The equal-steps and equal-training-time section of the report.
 
-    :param budget: the wall-clock budget in seconds
+    :param budget: the time budget in seconds
     :param summaries: per-arm summaries from ``summarize_curves``
     :param order: arms in report order (others follow, sorted)
     :param baseline: the arm the others are tested and divided against
+    :param clock: the column the budget was measured in, ``wall_s`` or ``cpu_s``
     :return: markdown
     """
+    time_name = "CPU time" if clock == "cpu_s" else "wall-clock"
     arms = [arm for arm in order if arm in summaries] + sorted(arm for arm in summaries if arm not in order)
     base = summaries.get(baseline)
     lines = [
-        "## At equal env steps and at equal training wall-clock",
+        f"## At equal env steps and at equal training {time_name}",
         "",
         "Final: each seed's last evaluation. Area: the mean eval return over the run's env steps (trapezoid area under "
         f"the curve over its span). p: two-sided Mann-Whitney U test of the per-seed final returns against {baseline}'s "
         "(with 3 seeds a side, p cannot go below 0.1).",
         "",
-        f"Equal wall-clock: each arm's last evaluation within {budget:.0f} s of training, the cheapest arm's mean "
-        f"training time. Ratio: the arm's mean return then over {baseline}'s.",
+        f"Equal {time_name}: each arm's last evaluation within {budget:.0f} s of training ({time_name}, evaluations "
+        f"left out), the cheapest arm's mean training time. Ratio: the arm's mean return then over {baseline}'s.",
         "",
         f"| arm | seeds | final | area | p, final vs {baseline} | train s | return at {budget:.0f} s | ratio |",
         "|---|---|---|---|---|---|---|---|",
@@ -443,7 +457,8 @@ def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
     to_baseline_final = summarize(rows, summaries[baseline].final_mean) if baseline in summaries else None
     markdown = render_markdown(env_id, threshold, summaries, to_baseline_final, baseline)
     if is_minatar(env_id) or is_procgen(env_id):
-        markdown += "\n" + render_curves(*summarize_curves(rows), order=arms, baseline=baseline)
+        clock = training_clock(rows)
+        markdown += "\n" + render_curves(*summarize_curves(rows, clock), order=arms, baseline=baseline, clock=clock)
     if is_procgen(env_id):
         markdown += "\n" + render_anchors(rows, read_anchors(procgen_game(env_id)))
     atomic_write(out / f"{env_id}.md", lambda tmp: tmp.write_text(markdown))

@@ -102,21 +102,24 @@ def learn_with_evaluations(
 ) -> list[Row]:
     """
     Train in one ``learn()`` (lin_ schedules decay over the whole budget), evaluating with ``evaluate_once`` (mean,
-    std) after the update that passes each multiple of ``eval_freq`` steps and at the end; the wall-clock leaves the
-    evaluations out. :return: one row per evaluation
+    std) after the update that passes each multiple of ``eval_freq`` steps and at the end; the wall-clock and CPU
+    time leave the evaluations out. :return: one row per evaluation
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
     rows: list[Row] = []
-    clock = {"start": time.perf_counter(), "eval": 0.0}
+    # CPU time as well as wall-clock: with one torch thread it does not grow when other jobs share the machine
+    clock = {"start": time.perf_counter(), "eval": 0.0, "cpu_start": time.process_time(), "cpu_eval": 0.0}
 
     def evaluate() -> None:
         wall_s = time.perf_counter() - clock["start"] - clock["eval"]
-        eval_start = time.perf_counter()
+        cpu_s = time.process_time() - clock["cpu_start"] - clock["cpu_eval"]
+        eval_start, eval_cpu_start = time.perf_counter(), time.process_time()
         mean, std = evaluate_once()
         clock["eval"] += time.perf_counter() - eval_start
+        clock["cpu_eval"] += time.process_time() - eval_cpu_start
         row = dict(algo=arm, seed=seed, timesteps=model.num_timesteps, eval_mean=float(mean), eval_std=float(std))
-        rows.append({**row, "wall_s": round(wall_s, 3)})
+        rows.append({**row, "wall_s": round(wall_s, 3), "cpu_s": round(cpu_s, 3)})
         print(f"{label} {arm} seed {seed}: {model.num_timesteps} steps, eval mean {float(mean):.1f}", flush=True)
 
     class EvalAfterTrain(BaseCallback):
