@@ -56,7 +56,7 @@ def test_outputs(first_run: tuple[Path, subprocess.CompletedProcess]) -> None:
             steps = [int(row["timesteps"]) for row in rows if row["algo"] == arm and int(row["seed"]) == seed]
             # 8 envs x 32 steps per rollout: evaluations after 1024 and 2048 steps
             assert steps == [1024, 2048]
-    assert all(float(row["wall_s"]) > 0 for row in rows)
+    assert all(float(row["wall_s"]) > 0 and float(row["cpu_s"]) > 0 for row in rows)
     assert "eval mean" in result.stdout
     assert not list(out.rglob("*.tmp")), "temporary files left behind"
     markdown = (out / f"{ENV}.md").read_text()
@@ -257,28 +257,47 @@ def test_curves_at_equal_steps_and_equal_wall_clock() -> None:
     assert markdown.index("| ppo |") < markdown.index("| ppg |") < markdown.index("| ppg-detach |")
 
 
+def test_curves_at_equal_cpu_time() -> None:
+    """CPU seconds time the comparison when every run has them; one run without them falls back to wall-clock."""
+    from benchmarks.report import render_curves, summarize_curves, training_clock
+
+    rows = curve_rows()
+    assert training_clock(rows) == "wall_s"
+    # Every wall-clock doubled by a busy machine; the CPU seconds are the wall-clock of curve_rows
+    timed = [{**row, "wall_s": 2 * row["wall_s"], "cpu_s": row["wall_s"]} for row in rows]
+    assert training_clock(timed) == "cpu_s"
+    budget, summaries = summarize_curves(timed, "cpu_s")
+    assert budget == 33.0 and summaries["ppg"].at_budget == [4.0, 0.0]
+    assert summarize_curves(timed, "wall_s")[0] == 66.0
+    markdown = render_curves(budget, summaries, ("ppo", "ppg", "ppg-detach"), clock="cpu_s")
+    assert "## At equal env steps and at equal training CPU time" in markdown
+    assert training_clock(timed[:-1] + [{**timed[-1], "cpu_s": math.nan}]) == "wall_s"
+
+
 def test_minatar_arms_share_the_env_side_settings() -> None:
     from benchmarks.compare import arm_config, parse_args
     from benchmarks.configs import MINATAR_ARMS
     from sb3_ppg.common.torch_layers import MinAtarCNN
 
     args = parse_args(["--env", "MinAtar/SpaceInvaders-v1", "--ppg", "n_aux_epochs=2"])
-    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-detach")
-    configs = {arm: arm_config(arm, args.env, args.ppg_overrides) for arm in args.arms}
-    shared = ("n_steps", "batch_size", "gamma", "gae_lambda", "learning_rate", "ent_coef", "clip_range", "n_epochs")
+    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach")
+    fixed_arms = [arm for arm in args.arms if arm != "ppg"]  # ppg is ppg.yml's entry, pinned in test_configs
+    configs = {arm: arm_config(arm, args.env, args.ppg_overrides) for arm in fixed_arms}
+    shared = ("n_steps", "batch_size", "gamma", "gae_lambda", "learning_rate", "ent_coef", "clip_range")
     for config in configs.values():
         assert config["n_envs"] == 64 and config["policy"] == "MlpPolicy" and not config["normalize"]
         ppo_hyperparams = configs["ppo"]["hyperparams"]
         assert {key: config["hyperparams"][key] for key in shared} == {key: ppo_hyperparams[key] for key in shared}
         assert config["hyperparams"]["policy_kwargs"]["features_extractor_class"] is MinAtarCNN
     assert configs["ppo"]["algo"] == "PPO" and configs["ppo"]["hyperparams"]["policy_kwargs"]["share_features_extractor"]
+    assert configs["ppo"]["hyperparams"]["n_epochs"] == 4
     assert "n_aux_epochs" not in configs["ppo"]["hyperparams"]
-    for arm, arch in (("ppg", "dual"), ("ppg-detach", "detach")):
+    for arm, arch, epochs in (("ppg-e1", "dual", 1), ("ppg-e4", "dual", 4), ("ppg-detach", "detach", 4)):
         hyperparams = configs[arm]["hyperparams"]
         assert configs[arm]["algo"] == "PPG" and hyperparams["policy_kwargs"]["arch"] == arch
-        assert hyperparams["n_value_epochs"] == hyperparams["n_epochs"] == 4
+        assert hyperparams["n_value_epochs"] == hyperparams["n_epochs"] == epochs
         assert hyperparams["n_policy_iterations"] == 16
-        assert hyperparams["n_aux_epochs"] == 2  # the --ppg override, on both PPG arms
+        assert hyperparams["n_aux_epochs"] == 2  # the --ppg override, on every PPG arm
     with pytest.raises(SystemExit):
         parse_args(["--env", "MinAtar/Breakout-v1", "--arms", "ppo-matched"])
 
@@ -288,14 +307,15 @@ def test_minatar_end_to_end(tmp_path: Path) -> None:
     env = "MinAtar/Breakout-v1"
     command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", "8192"]
     command += ["--eval-freq", "8192", "--eval-episodes", "1", "--jobs", "1", "--out", str(tmp_path)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Overriding environment" not in result.stderr  # MinAtar is registered once per process
     with open(tmp_path / f"{env}.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    assert [(row["algo"], int(row["timesteps"])) for row in rows] == [("ppo", 8192), ("ppg", 8192), ("ppg-detach", 8192)]
+    arms = ["ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach"]
+    assert [(row["algo"], int(row["timesteps"])) for row in rows] == [(arm, 8192) for arm in arms]
     markdown = (tmp_path / f"{env}.md").read_text()
-    assert "## At equal env steps and at equal training wall-clock" in markdown
+    assert "## At equal env steps and at equal training CPU time" in markdown
     assert (tmp_path / f"{env}.png").stat().st_size > 0
 
 
