@@ -35,11 +35,13 @@ from benchmarks.configs import (
     ARMS,
     MATCHED_KEYS,
     MINATAR_ARMS,
+    MINATAR_LONG_ARM,
     PROCGEN_ARMS,
     THRESHOLDS,
     ZOO_ENV_KEYS,
     arm_config,
     arms_for,
+    optional_arms,
     zoo_ppo_entry,
 )
 from benchmarks.files import COLUMNS, Row, atomic_write, read_rows, run_files, run_is_complete, run_path, write_rows
@@ -64,6 +66,7 @@ __all__ = [
     "group_runs",
     "learn_with_evaluations",
     "main",
+    "optional_arms",
     "parse_args",
     "plot",
     "read_rows",
@@ -104,7 +107,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20, help="deterministic episodes per evaluation")
     parser.add_argument("--threshold", type=float, default=None, help="return to reach (default: per env)")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"), help="output directory")
-    all_arms = list(dict.fromkeys(ARMS + MINATAR_ARMS + PROCGEN_ARMS))
+    all_arms = list(dict.fromkeys(ARMS + MINATAR_ARMS + (MINATAR_LONG_ARM,) + PROCGEN_ARMS))
     parser.add_argument("--arms", nargs="+", choices=all_arms, default=None, help="arms to run (default: the env's all)")
     parser.add_argument(
         "--ppg",
@@ -114,12 +117,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="override a PPG hyperparameter of ppg.yml (on MinAtar: of both PPG arms), e.g. --ppg n_policy_iterations=4 "
         "(repeatable; for sweeps, with a separate --out)",
     )
+    parser.add_argument(
+        "--train-seconds",
+        type=float,
+        default=None,
+        help="also end each run after this much training CPU time (for ppo-long: the slowest PPG arm's training time)",
+    )
     args = parser.parse_args(argv)
-    env_arms = arms_for(args.env)
+    env_arms = arms_for(args.env) + optional_arms(args.env)
     if args.arms is None:
-        args.arms = list(env_arms)
+        args.arms = list(arms_for(args.env))
     elif not set(args.arms) <= set(env_arms):
         parser.error(f"{args.env}'s arms are {', '.join(env_arms)}; got {', '.join(args.arms)}")
+    if args.train_seconds is not None and args.train_seconds <= 0:
+        parser.error(f"--train-seconds must be > 0, got {args.train_seconds}")
+    long_arms = set(args.arms) & set(optional_arms(args.env))
+    if long_arms and args.train_seconds is None:
+        parser.error(f"--arms {', '.join(sorted(long_arms))} needs --train-seconds, the slowest PPG arm's training time")
     args.ppg_overrides = {}
     for item in args.ppg:
         key, separator, value = item.partition("=")
@@ -144,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in range(args.seeds):
         for arm in args.arms:
             path = run_path(out, args.env, arm, seed)
-            if run_is_complete(path, args.timesteps):
+            if run_is_complete(path, args.timesteps, args.train_seconds):
                 print(f"skipped {arm} seed {seed}: {path} exists", flush=True)
             else:
                 if path.exists():
@@ -165,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.eval_episodes,
                     str(out),
                     args.ppg_overrides,
+                    args.train_seconds,
                 )
                 futures[pool.submit(run_one, *run_args)] = (arm, seed)
             for future, (arm, seed) in futures.items():

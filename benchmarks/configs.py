@@ -5,8 +5,9 @@ On gymnasium's vector tasks: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``),
 entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar: ``ppo`` (SB3's
 PPO, one shared MinAtar network), ``ppg-e1`` (PPG, ``arch="dual"``, one policy and one value epoch per rollout),
 ``ppg-e4`` (the same with PPO's four), ``ppg-detach`` (PPG, ``arch="detach"``, four) and ``ppg`` (the game's ``ppg.yml``
-entry), all with the same env-side settings. On Procgen (``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's ``ppg.yml`` entry, 64
-envs), ``ppg-detach`` (the same with ``arch="detach"``) and ``ppo-reference`` (the paper's PPO baseline,
+entry), all with the same env-side settings, and, when named, ``ppo-long`` (PPO trained for the slowest PPG arm's
+time). On Procgen (``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's ``ppg.yml`` entry, 64 envs),
+``ppg-detach`` (the same with ``arch="detach"``) and ``ppo-reference`` (the paper's PPO baseline,
 ``procgen_ppo_reference.yml``), each as packaged.
 """
 
@@ -36,6 +37,9 @@ THRESHOLDS = {
 }
 
 MINATAR_ARMS = ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach")
+# PPO trained for as long as the slowest PPG arm (compare.py --train-seconds), for the equal-compute comparison; run
+# only when named, as its budget comes from the other arms' runs
+MINATAR_LONG_ARM = "ppo-long"
 MINATAR_ENVS = ("MinAtar/Asterix-v1", "MinAtar/Breakout-v1", "MinAtar/Freeway-v1", "MinAtar/SpaceInvaders-v1")
 MINATAR_N_ENVS = 64
 # gymnax-blines' PPO settings for MinAtar (agents/<Game>-MinAtar/ppo.yaml, the same for every game): 64 envs x 128
@@ -104,6 +108,11 @@ def arms_for(env_id: str) -> tuple[str, ...]:
     return PROCGEN_ARMS if is_procgen(env_id) else ARMS
 
 
+def optional_arms(env_id: str) -> tuple[str, ...]:
+    """The arms an env runs only when ``--arms`` names them."""
+    return (MINATAR_LONG_ARM,) if is_minatar(env_id) else ()
+
+
 def baseline_arm(env_id: str) -> str:
     """The PPO arm the others are set against in the reports."""
     return "ppo-reference" if is_procgen(env_id) else "ppo"
@@ -157,7 +166,7 @@ def minatar_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | No
     # MinAtar's reference network: the heads sit straight on its 128 features
     policy_kwargs: dict[str, Any] = dict(features_extractor_class=MinAtarCNN, net_arch=[])
     hyperparams = dict(MINATAR_SHARED)
-    if arm == "ppo":
+    if arm in ("ppo", MINATAR_LONG_ARM):
         algo = "PPO"
         policy_kwargs["share_features_extractor"] = True
     elif arm in MINATAR_PPG_ARMS:
@@ -166,7 +175,7 @@ def minatar_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | No
         hyperparams.update(MINATAR_PPG, n_epochs=epochs, n_value_epochs=epochs)
         hyperparams.update(ppg_overrides or {})
     else:
-        raise ValueError(f"Unknown arm {arm!r} for MinAtar, expected one of {', '.join(MINATAR_ARMS)}")
+        raise ValueError(f"Unknown arm {arm!r} for MinAtar, expected one of {', '.join(MINATAR_ARMS)}, {MINATAR_LONG_ARM}")
     return {
         "algo": algo,
         "policy": "MlpPolicy",

@@ -80,12 +80,15 @@ def run_files(out: Path, env_id: str) -> list[Path]:
     return sorted((out / RUN_FILES_DIR / env_id).glob("*.csv"))
 
 
-def run_is_complete(path: Path, timesteps: int) -> bool:
+def run_is_complete(path: Path, timesteps: int, train_seconds: float | None = None) -> bool:
     """
-    Whether a run file exists and its last evaluation is at or past ``timesteps``: a file from a shorter budget
-    would otherwise be reused silently.
+    Whether a run file exists and its last evaluation is at or past ``timesteps``, or past ``train_seconds`` of
+    training CPU time when given: a file from a shorter budget would otherwise be reused silently.
     """
     if not path.exists():
         return False
     rows = read_rows([path])
-    return bool(rows) and max(row["timesteps"] for row in rows) >= timesteps
+    if not rows:
+        return False
+    last = max(rows, key=lambda row: row["timesteps"])
+    return last["timesteps"] >= timesteps or (train_seconds is not None and last["cpu_s"] >= train_seconds)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from benchmarks.configs import ARMS, arms_for, baseline_arm, is_minatar, is_procgen
+from benchmarks.configs import ARMS, MINATAR_LONG_ARM, arms_for, baseline_arm, is_minatar, is_procgen
 from benchmarks.files import Row, atomic_write, read_rows, run_files, write_rows
 
 
@@ -349,6 +349,41 @@ def render_curves(
     return "\n".join(lines) + "\n"
 
 
+def render_long_baseline(rows: Iterable[Row], long_rows: Iterable[Row], clock: str, long_arm: str = MINATAR_LONG_ARM) -> str:
+    """
+    PPO given each arm's compute: each arm's final return against the return the long PPO runs had reached after
+    that arm's mean training time, so that PPO is not cut short at the cheapest arm's time.
+
+    :param rows: rows of the arms run to the step budget
+    :param long_rows: rows of the PPO runs trained for the slowest arm's time
+    :param clock: the column that times training, ``wall_s`` or ``cpu_s``
+    :param long_arm: the long runs' arm name
+    :return: markdown
+    """
+    long_runs = list(group_runs(long_rows).get(long_arm, {}).values())
+    time_name = "CPU time" if clock == "cpu_s" else "wall-clock"
+    lines = [
+        f"## PPO given each arm's training {time_name}",
+        "",
+        f"{long_arm}: PPO with the same settings, trained for about the slowest arm's training time "
+        f"({len(long_runs)} seeds, to {statistics.fmean(run[-1]['timesteps'] for run in long_runs):,.0f} steps on "
+        f"average). For each arm, its final return against the return {long_arm} had reached within that arm's mean "
+        "training time (its last evaluation by then).",
+        "",
+        f"| arm | train s | final | {long_arm} by then | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for arm, seeds in group_runs(rows).items():
+        runs = [seeds[seed] for seed in sorted(seeds)]
+        train_s = statistics.fmean(run[-1][clock] for run in runs)
+        finals = [float(run[-1]["eval_mean"]) for run in runs]
+        long_returns = [return_at_wall_clock(run, train_s, clock) for run in long_runs]
+        denominator = _finite_mean(long_returns)
+        ratio = f"{statistics.fmean(finals) / denominator:.2f}" if math.isfinite(denominator) and denominator else "n/a"
+        lines.append(f"| {arm} | {train_s:.0f} | {_mean_std(finals)} | {_mean_std(long_returns)} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Procgen: the paper's own curves beside ours
 # ---------------------------------------------------------------------------------------------------------------------
@@ -444,21 +479,26 @@ def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
     Rebuild ``<out>/<env>.csv``, ``.png`` and ``.md`` from all run files; MinAtar's report adds the equal-steps and
     equal-wall-clock section. :return: the rows
     """
-    rows = read_rows(run_files(out, env_id))
+    every_row = read_rows(run_files(out, env_id))
     arms = arms_for(env_id)
     order = {arm: i for i, arm in enumerate(arms)}
-    rows.sort(key=lambda row: (order.get(row["algo"], len(arms)), row["algo"], row["seed"], row["timesteps"]))
+    every_row.sort(key=lambda row: (order.get(row["algo"], len(arms)), row["algo"], row["seed"], row["timesteps"]))
+    # The long PPO runs end at another step count: they only enter the equal-compute section
+    rows = [row for row in every_row if row["algo"] != MINATAR_LONG_ARM]
+    long_rows = [row for row in every_row if row["algo"] == MINATAR_LONG_ARM]
     if not rows:
         return rows
-    write_rows(out / f"{env_id}.csv", rows)
+    write_rows(out / f"{env_id}.csv", every_row)
     plot(env_id, rows, out / f"{env_id}.png")
     summaries = summarize(rows, threshold)
     baseline = baseline_arm(env_id)
     to_baseline_final = summarize(rows, summaries[baseline].final_mean) if baseline in summaries else None
     markdown = render_markdown(env_id, threshold, summaries, to_baseline_final, baseline)
     if is_minatar(env_id) or is_procgen(env_id):
-        clock = training_clock(rows)
+        clock = training_clock(rows + long_rows)
         markdown += "\n" + render_curves(*summarize_curves(rows, clock), order=arms, baseline=baseline, clock=clock)
+        if long_rows:
+            markdown += "\n" + render_long_baseline(rows, long_rows, clock)
     if is_procgen(env_id):
         markdown += "\n" + render_anchors(rows, read_anchors(procgen_game(env_id)))
     atomic_write(out / f"{env_id}.md", lambda tmp: tmp.write_text(markdown))

@@ -64,11 +64,13 @@ def run_one(
     eval_episodes: int,
     out: str,
     ppg_overrides: dict[str, Any] | None = None,
+    train_seconds: float | None = None,
 ) -> int:
     """
     Train one (arm, seed), evaluating every ``eval_freq`` steps and at the end, then write its run file. Procgen
     runs record the training episodes' return instead of separate evaluations, as the paper's curves do.
 
+    :param train_seconds: also stop once training has used this much CPU time (evaluations left out)
     :return: the number of rows written
     """
     import torch
@@ -92,18 +94,26 @@ def run_one(
             sync_envs_normalization(env, eval_env)
             return evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, deterministic=True)  # type: ignore[return-value]
 
-    rows = learn_with_evaluations(model, timesteps, eval_freq, evaluate_once, arm, seed, env_id)
+    rows = learn_with_evaluations(model, timesteps, eval_freq, evaluate_once, arm, seed, env_id, train_seconds)
     write_rows(run_path(Path(out), env_id, arm, seed), rows)
     return len(rows)
 
 
 def learn_with_evaluations(
-    model: Any, timesteps: int, eval_freq: int, evaluate_once: Evaluate, arm: str, seed: int, label: str
+    model: Any,
+    timesteps: int,
+    eval_freq: int,
+    evaluate_once: Evaluate,
+    arm: str,
+    seed: int,
+    label: str,
+    train_seconds: float | None = None,
 ) -> list[Row]:
     """
     Train in one ``learn()`` (lin_ schedules decay over the whole budget), evaluating with ``evaluate_once`` (mean,
     std) after the update that passes each multiple of ``eval_freq`` steps and at the end; the wall-clock and CPU
-    time leave the evaluations out. :return: one row per evaluation
+    time leave the evaluations out. With ``train_seconds``, training also stops at the first step past that much CPU
+    time. :return: one row per evaluation
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -111,9 +121,12 @@ def learn_with_evaluations(
     # CPU time as well as wall-clock: with one torch thread it does not grow when other jobs share the machine
     clock = {"start": time.perf_counter(), "eval": 0.0, "cpu_start": time.process_time(), "cpu_eval": 0.0}
 
+    def training_cpu_s() -> float:
+        return time.process_time() - clock["cpu_start"] - clock["cpu_eval"]
+
     def evaluate() -> None:
         wall_s = time.perf_counter() - clock["start"] - clock["eval"]
-        cpu_s = time.process_time() - clock["cpu_start"] - clock["cpu_eval"]
+        cpu_s = training_cpu_s()
         eval_start, eval_cpu_start = time.perf_counter(), time.process_time()
         mean, std = evaluate_once()
         clock["eval"] += time.perf_counter() - eval_start
@@ -128,7 +141,7 @@ def learn_with_evaluations(
                 evaluate()
 
         def _on_step(self) -> bool:
-            return True
+            return train_seconds is None or training_cpu_s() < train_seconds
 
     model.learn(timesteps, callback=EvalAfterTrain())
     if not rows or rows[-1]["timesteps"] != model.num_timesteps:

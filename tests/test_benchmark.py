@@ -13,6 +13,7 @@ from benchmarks.compare import (
     ARMS,
     COLUMNS,
     render_markdown,
+    read_rows,
     run_files,
     run_is_complete,
     run_path,
@@ -271,7 +272,7 @@ def test_curves_at_equal_cpu_time() -> None:
     assert summarize_curves(timed, "wall_s")[0] == 66.0
     markdown = render_curves(budget, summaries, ("ppo", "ppg", "ppg-detach"), clock="cpu_s")
     assert "## At equal env steps and at equal training CPU time" in markdown
-    assert training_clock(timed[:-1] + [{**timed[-1], "cpu_s": math.nan}]) == "wall_s"
+    assert training_clock([*timed[:-1], {**timed[-1], "cpu_s": math.nan}]) == "wall_s"
 
 
 def test_minatar_arms_share_the_env_side_settings() -> None:
@@ -324,3 +325,41 @@ def test_speed_refuses_arms_that_procgen_has_not():
 
     with pytest.raises(ValueError, match="--arms for StarpilotHard-v0 must be among ppg, ppg-detach, ppo-reference"):
         build_model("ppo-matched", "StarpilotHard-v0", seed=0)
+
+
+def test_long_ppo_is_read_at_each_arms_training_time() -> None:
+    """ppo-long's return at each arm's mean training time: ppg trains 90 s, ppo-long had 8 and 12 by then."""
+    from benchmarks.report import render_long_baseline
+
+    long_rows = make_rows("ppo-long", 0, [(300, 5.0, 30.0), (900, 8.0, 90.0), (1500, 9.0, 150.0)]) + make_rows(
+        "ppo-long", 1, [(300, 6.0, 30.0), (900, 12.0, 85.0), (1500, 20.0, 140.0)]
+    )
+    rows = [row for row in curve_rows() if row["algo"] in ("ppo", "ppg")]
+    markdown = render_long_baseline(rows, long_rows, "wall_s")
+    assert "2 seeds, to 1,500 steps on average" in markdown
+    # ppg: finals 10 and 14 (12.0) against 8 and 12 (10.0) at 90 s
+    assert "| ppg | 90 | 12.0 ± 2.0 | 10.0 ± 2.0 | 1.20 |" in markdown
+    # ppo: 33 s, when ppo-long had 5 and 6
+    assert "| ppo | 33 | 5.5 ± 0.5 | 5.5 ± 0.5 | 1.00 |" in markdown
+
+
+def test_long_ppo_needs_a_time_budget_and_stops_at_it(tmp_path: Path) -> None:
+    from benchmarks.compare import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--env", "MinAtar/Breakout-v1", "--arms", "ppo-long"])
+    with pytest.raises(SystemExit):
+        parse_args(["--env", "CartPole-v1", "--arms", "ppo-long", "--train-seconds", "5"])
+    assert "ppo-long" not in parse_args(["--env", "MinAtar/Breakout-v1"]).arms
+    env = "MinAtar/Breakout-v1"
+    command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", "10000000"]
+    command += ["--arms", "ppo-long", "--train-seconds", "2", "--eval-freq", "8192", "--eval-episodes", "1"]
+    command += ["--jobs", "1", "--out", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    path = run_path(tmp_path, env, "ppo-long", 0)
+    last = max(read_rows([path]), key=lambda row: row["timesteps"])
+    # Stopped at the first step past 2 CPU seconds, long before the step budget; that counts as complete
+    assert 2.0 <= last["cpu_s"] < 10.0 and last["timesteps"] < 1_000_000
+    assert run_is_complete(path, 10_000_000, train_seconds=2.0) and not run_is_complete(path, 10_000_000)
+    assert "skipped ppo-long seed 0" in subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
