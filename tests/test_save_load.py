@@ -209,6 +209,11 @@ def _masked_model(masks=True):
     return algo("MlpPolicy", env, n_steps=16, batch_size=32, n_policy_iterations=3, aux_batch_size=32)
 
 
+def _device_buffer_like(buffer):
+    # Device storage (tensors), here on the CPU
+    return type(buffer)(buffer.buffer_size, buffer.observation_space, buffer.action_space, n_envs=2, on_device=True)
+
+
 def _buffer_arrays(buffer):
     def host(array):
         return array.cpu().numpy() if isinstance(array, th.Tensor) else array
@@ -226,9 +231,8 @@ def _buffer_arrays(buffer):
 @pytest.mark.parametrize("save_on_device,load_on_device", [(False, False), (True, False), (False, True)])
 def test_aux_buffer_round_trips_bitwise(tmp_path, make_model, save_on_device, load_on_device):
     model = make_model()
-    buffer = model.aux_buffer
-    if save_on_device:  # device storage: tensors, here on the CPU
-        model.aux_buffer = type(buffer)(buffer.buffer_size, buffer.observation_space, buffer.action_space, n_envs=2, on_device=True)
+    if save_on_device:
+        model.aux_buffer = _device_buffer_like(model.aux_buffer)
     model.learn(2 * 32)
     assert model.aux_buffer.pos == 2 * 16
     model.save_aux_buffer(tmp_path / "aux_buffer.npz")
@@ -236,8 +240,7 @@ def test_aux_buffer_round_trips_bitwise(tmp_path, make_model, save_on_device, lo
 
     fresh = make_model()
     if load_on_device:
-        buffer = fresh.aux_buffer
-        fresh.aux_buffer = type(buffer)(buffer.buffer_size, buffer.observation_space, buffer.action_space, n_envs=2, on_device=True)
+        fresh.aux_buffer = _device_buffer_like(fresh.aux_buffer)
     fresh.load_aux_buffer(tmp_path / "aux_buffer.npz")
     assert (fresh.aux_buffer.pos, fresh.aux_buffer.full) == (2 * 16, False)
     loaded = _buffer_arrays(fresh.aux_buffer)
@@ -280,7 +283,7 @@ def test_masks_against_no_masks_are_refused(tmp_path):
         plain.load_aux_buffer(tmp_path / "masked.npz")
     plain.learn(32)
     plain.save_aux_buffer(tmp_path / "plain.npz")
-    with pytest.raises(ValueError, match="action masks .*: file False, model True"):
+    with pytest.raises(ValueError, match=r"action masks .*: file False, model True"):
         _masked_model().load_aux_buffer(tmp_path / "plain.npz")
 
 
@@ -313,3 +316,14 @@ def test_an_aux_buffer_loads_in_a_new_process(tmp_path):
         assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
     observations = np.load(tmp_path / "aux_buffer.npz")["observations"]
     assert observations.dtype == np.uint8 and np.array_equal(observations, model.aux_buffer.observations[:16])
+
+
+@pytest.mark.skip(reason="needs data-parallel PPG (one process per rank), not in sb3_ppg yet: write it when it lands")
+def test_each_rank_saves_and_loads_its_own_aux_buffer(tmp_path):
+    """
+    Once data-parallel training exists: 2 ranks (torchrun, gloo, one torch thread each, with a timeout) train into
+    an aux cycle; each rank saves ``..._rank{r}`` beside a checkpoint that rank 0 alone saves; a resumed run loads
+    each rank's own buffer and its next aux phase comes on schedule, with each rank's first k rollouts bitwise the
+    ones it saved.
+    """
+    raise NotImplementedError("to be written with data-parallel PPG; this placeholder must not pass")
