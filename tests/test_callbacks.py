@@ -1,3 +1,8 @@
+import os
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from stable_baselines3.common.callbacks import (
@@ -8,9 +13,12 @@ from stable_baselines3.common.callbacks import (
     StopTrainingOnRewardThreshold,
 )
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv
+from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_ppg import PPG
-from tests.conftest import SMALL
+from sb3_ppg.common.callbacks import PPGCheckpointCallback, checkpoint_companion
+from tests.conftest import SMALL, zoo_env
 
 
 def test_sb3_callbacks(tmp_path):
@@ -97,3 +105,81 @@ def test_tensorboard(tmp_path):
     model = PPG("MlpPolicy", "CartPole-v1", seed=0, tensorboard_log=str(tmp_path), **SMALL)
     model.learn(2 * 64)
     assert list(tmp_path.glob("PPG_1/events.out.tfevents.*"))
+
+
+def test_ppg_checkpoint_callback_saves_the_aux_buffer_and_vecnormalize_at_rollout_ends(tmp_path):
+    env = VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0))
+    model = PPG("MlpPolicy", env, seed=0, **dict(SMALL, n_policy_iterations=3))
+    # Due at calls 48, 96 and 144, in the middle of rollouts of 64 calls: taken at their ends, once trained on
+    checkpoint = PPGCheckpointCallback(48, str(tmp_path), save_replay_buffer=True, save_vecnormalize=True)
+    model.learn(3 * 128, callback=checkpoint)
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == sorted(
+        f"rl_model_{kind}{steps}_steps.{extension}"
+        for steps in (128, 256, 384)
+        for kind, extension in [("", "zip"), ("aux_buffer_", "npz"), ("vecnormalize_", "pkl")]
+    )
+    loaded = PPG.load(tmp_path / "rl_model_256_steps.zip")
+    loaded.load_aux_buffer(checkpoint_companion(str(tmp_path / "rl_model_256_steps.zip"), "aux_buffer_", "npz"))
+    assert loaded.aux_buffer.pos == 2 * 64
+    assert loaded._saved_aux_cycle_steps == 2 * 64
+    assert VecNormalize.load(str(tmp_path / "rl_model_vecnormalize_256_steps.pkl"), env).obs_rms.count > 256
+
+
+_KILLED_SAVE = """
+import sys, time
+import numpy as np
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv
+import sb3_ppg.common.checkpoints as checkpoints
+from sb3_ppg import PPG
+
+env = make_vec_env(lambda: FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), n_envs=2)
+model = PPG("CnnPolicy", env, n_steps=16, batch_size=32, n_policy_iterations=3, aux_batch_size=32, seed=0)
+model.learn(32)
+model.save(sys.argv[1]); model.save_aux_buffer(sys.argv[2])
+model.learn(32, reset_num_timesteps=False)
+
+def hang(*args, **kwargs):
+    print("saving", flush=True)
+    time.sleep(600)
+
+if sys.argv[3] == "model":
+    # SB3 writes the model's data, then its tensors: hang there, the zip half written
+    import torch
+    torch.save = hang
+    model.save(sys.argv[1])
+else:
+    write_npy = checkpoints._write_npy
+    def write_half(file, storage, n_rows):
+        write_npy(file, storage, n_rows // 2)
+        hang()
+    checkpoints._write_npy = write_half
+    model.save_aux_buffer(sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("killed_in", ["model", "aux_buffer"])
+def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path, killed_in):
+    model_path, buffer_path = tmp_path / "model.zip", tmp_path / "aux_buffer.npz"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_SAVE, str(model_path), str(buffer_path), killed_in],
+        stdout=subprocess.PIPE,
+        env=zoo_env(),
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "saving\n"
+        # A temporary file is being written beside the checkpoint
+        assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    env = make_vec_env(lambda: FakeImageEnv(screen_height=36, screen_width=36, n_channels=1), n_envs=2)
+    loaded = PPG.load(model_path, env=env)
+    loaded.load_aux_buffer(buffer_path)
+    assert loaded.num_timesteps == 32
+    assert loaded.aux_buffer.pos == loaded._saved_aux_cycle_steps == 16

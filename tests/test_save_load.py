@@ -1,12 +1,17 @@
 import json
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3.common.envs import FakeImageEnv
+from sb3_contrib.common.envs import InvalidActionEnvDiscrete
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
+from stable_baselines3.common.utils import set_random_seed
 
-from sb3_ppg import PPG
+from sb3_ppg import PPG, MaskablePPG
+from sb3_ppg.common.checkpoints import AuxBufferFileError
 from sb3_ppg.common.policies import AuxActorCriticCnnPolicy, AuxActorCriticPolicy
 from tests.conftest import SMALL
 
@@ -89,3 +94,236 @@ def test_the_readme_example_runs_as_typed(tmp_path, monkeypatch):
     mean_reward, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=1)
     assert np.isfinite(mean_reward)
     assert model.get_env().envs[0].spec.id == "LunarLander-v2"
+
+
+# --- Resuming with the aux buffer ---------------------------------------------------------------------------------
+
+RESUME = dict(SMALL, n_policy_iterations=3, learning_rate=lambda progress: 1e-3 * progress)
+
+
+def _aux_phase_recorder(model):
+    """Record num_timesteps, the number of states and a copy of the states at each aux phase of ``model``."""
+    phases = []
+    train_aux_phase = model._train_aux_phase
+
+    def record():
+        buffer = model.aux_buffer
+        phases.append((model.num_timesteps, buffer.n_samples, np.array(buffer.observations[: buffer.pos])))
+        train_aux_phase()
+
+    model._train_aux_phase = record
+    return phases
+
+
+def _run_with_interruption(tmp_path, rollouts_before, interrupt, load_buffer=True):
+    """
+    Train ``rollouts_before`` rollouts, then (with ``interrupt``) save and load the model (and its aux buffer) with
+    the same env object, reseed, and train one more aux cycle.
+
+    :return: the weights at the end, the aux phases after the interruption, and the aux buffer's states before it
+    """
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = PPG("MlpPolicy", env, seed=0, **RESUME)
+    rollout = model.n_steps * model.n_envs
+    model.learn(rollouts_before * rollout)
+    saved_states = np.array(model.aux_buffer.observations[: model.aux_buffer.pos])
+    if interrupt:
+        model.save(tmp_path / "model.zip")
+        model.save_aux_buffer(tmp_path / "aux_buffer.npz")
+        model = PPG.load(tmp_path / "model.zip", env=env, force_reset=False)
+        if load_buffer:
+            model.load_aux_buffer(tmp_path / "aux_buffer.npz")
+    # SB3 saves no RNG state: both runs start from the same one at the interruption point
+    set_random_seed(1)
+    phases = _aux_phase_recorder(model)
+    model.learn(model.n_policy_iterations * rollout, reset_num_timesteps=False)
+    weights = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
+    return weights, phases, saved_states
+
+
+@pytest.mark.parametrize("k", [1, 2, 0])  # rollouts into the cycle: 1, N_pi - 1 and 0 (after an aux phase)
+def test_resumed_run_matches_the_uninterrupted_one(tmp_path, k):
+    n_pi = RESUME["n_policy_iterations"]
+    rollout_states = RESUME["n_steps"] * 2
+    weights, phases, saved = _run_with_interruption(tmp_path, n_pi + k, interrupt=False)
+    resumed_weights, resumed_phases, resumed_saved = _run_with_interruption(tmp_path, n_pi + k, interrupt=True)
+    assert len(saved) == k * RESUME["n_steps"]
+    assert np.array_equal(saved, resumed_saved)
+    assert [phase[:2] for phase in resumed_phases] == [phase[:2] for phase in phases]
+    # The next aux phase: on schedule, over N_pi full rollouts, the first k of them those saved
+    timesteps, n_samples, states = resumed_phases[0]
+    assert timesteps == 2 * n_pi * rollout_states
+    assert n_samples == n_pi * rollout_states
+    assert np.array_equal(states[: len(saved)], saved)
+    assert np.array_equal(states, phases[0][2])
+    # Nothing PPG needs was lost: the weights come out bitwise equal
+    assert th.equal(resumed_weights, weights)
+
+
+def test_resumed_without_the_aux_buffer_warns_once_and_starts_a_fresh_cycle(tmp_path):
+    n_pi = RESUME["n_policy_iterations"]
+    rollout_states = RESUME["n_steps"] * 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, phases, saved = _run_with_interruption(tmp_path, n_pi + 1, interrupt=True, load_buffer=False)
+    messages = [str(warning.message) for warning in caught if "aux buffer was not loaded" in str(warning.message)]
+    assert len(messages) == 1
+    assert "1 of 3 rollouts" in messages[0]
+    # A fresh cycle from the rollout after the load: its aux phase comes N_pi rollouts later, over N_pi full rollouts
+    timesteps, n_samples, states = phases[0]
+    assert timesteps == (n_pi + 1 + n_pi) * rollout_states
+    assert n_samples == n_pi * rollout_states
+    assert not np.array_equal(states[: len(saved)], saved)
+
+
+def test_counters_of_the_aux_cycle_are_saved(tmp_path):
+    model = PPG("MlpPolicy", "CartPole-v1", seed=0, **RESUME)
+    model.learn(4 * 64)
+    model.save(tmp_path / "model.zip")
+    loaded = PPG.load(tmp_path / "model.zip")
+    assert (loaded._n_aux_phases, loaded._n_aux_updates) == (1, model._n_aux_updates)
+    assert loaded._saved_aux_cycle_steps == model.aux_buffer.pos == 64
+    assert loaded._current_progress_remaining == model._current_progress_remaining
+    assert loaded._total_timesteps == model._total_timesteps
+    for name in ("optimizer", "aux_optimizer"):
+        state = getattr(model.policy, name).state_dict()
+        loaded_state = getattr(loaded.policy, name).state_dict()
+        assert loaded_state["param_groups"] == state["param_groups"]
+        for key in state["state"]:
+            assert th.equal(loaded_state["state"][key]["exp_avg_sq"], state["state"][key]["exp_avg_sq"])
+
+
+def _image_model(n_policy_iterations=3, n_envs=2, n_steps=16, size=36):
+    env = make_vec_env(lambda: FakeImageEnv(screen_height=size, screen_width=size, n_channels=1), n_envs=n_envs)
+    return PPG("CnnPolicy", env, n_steps=n_steps, batch_size=16, n_policy_iterations=n_policy_iterations, aux_batch_size=32)
+
+
+def _dict_model():
+    env = make_vec_env(SimpleMultiObsEnv, n_envs=2)
+    return PPG("MultiInputPolicy", env, n_steps=16, batch_size=32, n_policy_iterations=3, aux_batch_size=32)
+
+
+def _masked_model(masks=True):
+    algo = MaskablePPG if masks else PPG
+    env = make_vec_env(lambda: InvalidActionEnvDiscrete(dim=20, n_invalid_actions=10), n_envs=2)
+    return algo("MlpPolicy", env, n_steps=16, batch_size=32, n_policy_iterations=3, aux_batch_size=32)
+
+
+def _device_buffer_like(buffer):
+    # Device storage (tensors), here on the CPU
+    return type(buffer)(buffer.buffer_size, buffer.observation_space, buffer.action_space, n_envs=2, on_device=True)
+
+
+def _buffer_arrays(buffer):
+    def host(array):
+        return array.cpu().numpy() if isinstance(array, th.Tensor) else array
+
+    arrays = {"returns": host(buffer.returns)}
+    observations = buffer.observations
+    for key, value in (observations.items() if isinstance(observations, dict) else [("obs", observations)]):
+        arrays[key] = host(value)
+    if hasattr(buffer, "action_masks"):
+        arrays["action_masks"] = host(buffer.action_masks)
+    return arrays
+
+
+@pytest.mark.parametrize("make_model", [_image_model, _dict_model, _masked_model], ids=["Box", "Dict", "masked"])
+@pytest.mark.parametrize("save_on_device,load_on_device", [(False, False), (True, False), (False, True)])
+def test_aux_buffer_round_trips_bitwise(tmp_path, make_model, save_on_device, load_on_device):
+    model = make_model()
+    if save_on_device:
+        model.aux_buffer = _device_buffer_like(model.aux_buffer)
+    model.learn(2 * 32)
+    assert model.aux_buffer.pos == 2 * 16
+    model.save_aux_buffer(tmp_path / "aux_buffer.npz")
+    saved = _buffer_arrays(model.aux_buffer)
+
+    fresh = make_model()
+    if load_on_device:
+        fresh.aux_buffer = _device_buffer_like(fresh.aux_buffer)
+    fresh.load_aux_buffer(tmp_path / "aux_buffer.npz")
+    assert (fresh.aux_buffer.pos, fresh.aux_buffer.full) == (2 * 16, False)
+    loaded = _buffer_arrays(fresh.aux_buffer)
+    assert saved.keys() == loaded.keys()
+    for key, array in saved.items():
+        assert loaded[key].dtype == array.dtype, key
+        assert np.array_equal(loaded[key][:32], array[:32]), key
+    if "obs" in saved and saved["obs"].dtype == np.uint8:
+        assert saved["obs"][:32].any()
+        # uint8 images stay uint8 on disk: the file is about the size of the stored states' raw bytes
+        raw = sum(array[:32].nbytes for array in saved.values())
+        assert raw <= (tmp_path / "aux_buffer.npz").stat().st_size < raw + 4096
+
+
+@pytest.mark.parametrize(
+    "other_model,mismatch",
+    [
+        (lambda: _image_model(size=40), "observation space"),
+        (lambda: _image_model(n_envs=3), "n_envs"),
+        (lambda: _image_model(n_steps=8, n_policy_iterations=6), "n_steps"),
+        (lambda: _image_model(n_policy_iterations=4), "n_policy_iterations"),
+    ],
+)
+def test_loading_an_aux_buffer_that_does_not_fit_is_refused(tmp_path, other_model, mismatch):
+    model = _image_model()
+    model.learn(32)
+    model.save_aux_buffer(tmp_path / "aux_buffer.npz")
+    other = other_model()
+    with pytest.raises(ValueError, match=f"does not fit this model:\n  - {mismatch}"):
+        other.load_aux_buffer(tmp_path / "aux_buffer.npz")
+    assert other.aux_buffer.pos == 0
+
+
+def test_masks_against_no_masks_are_refused(tmp_path):
+    masked = _masked_model()
+    masked.learn(32)
+    masked.save_aux_buffer(tmp_path / "masked.npz")
+    plain = _masked_model(masks=False)
+    with pytest.raises(ValueError, match=r"action masks \(MaskablePPG keeps them, PPG does not\): file True, model False"):
+        plain.load_aux_buffer(tmp_path / "masked.npz")
+    plain.learn(32)
+    plain.save_aux_buffer(tmp_path / "plain.npz")
+    with pytest.raises(ValueError, match=r"action masks .*: file False, model True"):
+        _masked_model().load_aux_buffer(tmp_path / "plain.npz")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip a byte"])
+def test_a_damaged_aux_buffer_file_is_refused(tmp_path, damage):
+    model = _image_model()
+    model.learn(64)
+    path = tmp_path / "aux_buffer.npz"
+    model.save_aux_buffer(path)
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2] ^= 0xFF  # in the middle of the observations
+    path.write_bytes(bytes(data))
+    fresh = _image_model()
+    with pytest.raises(AuxBufferFileError, match="is not a complete aux buffer file"):
+        fresh.load_aux_buffer(path)
+    # Never a short buffer: it is left empty
+    assert (fresh.aux_buffer.pos, fresh.aux_buffer.full) == (0, False)
+
+
+def test_an_aux_buffer_loads_in_a_new_process(tmp_path):
+    # Nothing of the saving process (object ids, pickled classes) is needed to read the file
+    model = _image_model()
+    model.learn(32)
+    model.save_aux_buffer(tmp_path / "aux_buffer.npz")
+    with zipfile.ZipFile(tmp_path / "aux_buffer.npz") as archive:
+        assert archive.namelist() == ["layout.json", "observations.npy", "returns.npy"]
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+    observations = np.load(tmp_path / "aux_buffer.npz")["observations"]
+    assert observations.dtype == np.uint8 and np.array_equal(observations, model.aux_buffer.observations[:16])
+
+
+@pytest.mark.skip(reason="needs data-parallel PPG (one process per rank), not in sb3_ppg yet: write it when it lands")
+def test_each_rank_saves_and_loads_its_own_aux_buffer(tmp_path):
+    """
+    Once data-parallel training exists: 2 ranks (torchrun, gloo, one torch thread each, with a timeout) train into
+    an aux cycle; each rank saves ``..._rank{r}`` beside a checkpoint that rank 0 alone saves; a resumed run loads
+    each rank's own buffer and its next aux phase comes on schedule, with each rank's first k rollouts bitwise the
+    ones it saved.
+    """
+    raise NotImplementedError("to be written with data-parallel PPG; this placeholder must not pass")

@@ -323,3 +323,28 @@ def test_train_minatar_with_its_packaged_entry(tmp_path):
     model = PPG.load(tmp_path / "logs" / "ppg" / "MinAtar-Breakout-v1_1" / "MinAtar-Breakout-v1.zip", device="cpu")
     assert type(model.policy).__name__ == "AuxActorCriticMinAtarCnnPolicy" and model.policy.arch == "detach"
     assert model.num_timesteps == 256 and model._n_aux_phases == 1
+
+
+def test_checkpoints_with_the_aux_buffer_resume_on_schedule(tmp_path):
+    # Rollouts of 2 x 64 steps, an aux phase every 3; checkpoints every 2 rollouts
+    hyperparams = ["--hyperparams", *SMALL, "n_policy_iterations:3", "normalize:True"]
+    common = ["train", "--algo", "ppg", "--env", "CartPole-v1", "--seed", "0", "--eval-freq", "-1", "-f", "logs"]
+    run_zoo(*common, "-n", "512", "--save-freq", "256", "--save-aux-buffer", *hyperparams, cwd=tmp_path)
+    run_folder = tmp_path / "logs" / "ppg" / "CartPole-v1_1"
+    for steps in (256, 512):
+        for name in (f"rl_model_{steps}_steps.zip", f"rl_model_aux_buffer_{steps}_steps.npz"):
+            assert (run_folder / name).is_file(), name
+        assert (run_folder / f"rl_model_vecnormalize_{steps}_steps.pkl").is_file()
+    assert (run_folder / "aux_buffer.npz").is_file()
+    uninterrupted = PPG.load(run_folder / "rl_model_512_steps.zip")
+    assert (uninterrupted._n_aux_phases, uninterrupted._saved_aux_cycle_steps) == (1, 64)
+
+    # Resumed 2 rollouts into the cycle: the aux phase comes after the next rollout, as in the uninterrupted run
+    checkpoint = str(run_folder / "rl_model_256_steps.zip")
+    result = run_zoo(*common, "-i", checkpoint, "-n", "256", *hyperparams, cwd=tmp_path)
+    assert f"Loading the aux buffer {run_folder / 'rl_model_aux_buffer_256_steps.npz'}" in result.stdout
+    assert "Loading the checkpoint's VecNormalize stats" in result.stdout
+    assert "aux buffer was not loaded" not in result.stderr
+    resumed = PPG.load(tmp_path / "logs" / "ppg" / "CartPole-v1_2" / "CartPole-v1.zip")
+    assert resumed.num_timesteps == 512
+    assert (resumed._n_aux_phases, resumed._saved_aux_cycle_steps) == (1, 64)

@@ -2,7 +2,7 @@ import io
 import math
 import pathlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -18,6 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
 
+from sb3_ppg.common import checkpoints
 from sb3_ppg.common.buffers import AuxBufferSamples, AuxRolloutBuffer, DictAuxBufferSamples, DictAuxRolloutBuffer
 from sb3_ppg.common.distributions import (
     SUPPORTED_ACTION_SPACES,
@@ -220,6 +221,9 @@ class PPG(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self._n_aux_phases = 0
         self._n_aux_updates = 0
+        # Steps per env of the current aux cycle when the model was saved; those lost by a load without the buffer
+        self._saved_aux_cycle_steps = 0
+        self._aux_steps_not_loaded = 0
         # Kept so that ``PPG.load(path)`` can rebuild an env given by its id, as in ``PPG("MlpPolicy", "CartPole-v1")``
         self.env_id = env if isinstance(env, str) else None
 
@@ -477,6 +481,9 @@ class PPG(OnPolicyAlgorithm):
         if reset_num_timesteps:
             # A new run starts a new aux cycle: states of an earlier run must not be distilled into this one
             self.aux_buffer.reset()
+        elif self._aux_steps_not_loaded > 0:
+            checkpoints.warn_aux_buffer_not_loaded(self._aux_steps_not_loaded, self.n_steps, self.n_policy_iterations)
+        self._aux_steps_not_loaded = 0
         return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
@@ -548,6 +555,8 @@ class PPG(OnPolicyAlgorithm):
         :return: new model instance with loaded parameters
         """
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        # The buffer is not in the file: until load_aux_buffer, the states of the saved cycle are missing
+        model._aux_steps_not_loaded = model._saved_aux_cycle_steps
         env_id = getattr(model, "env_id", None)
         if env is None and env_id is not None and model.n_envs == 1:
             try:
@@ -561,9 +570,52 @@ class PPG(OnPolicyAlgorithm):
                 model.set_env(new_env, force_reset=force_reset)
         return model
 
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        Save the model, as SB3's ``save``, without the aux buffer (see :meth:`save_aux_buffer`). A file path is
+        written to a temporary file renamed into place, so a crash during the save leaves the previous file whole.
+
+        :param path: path to the file where the model should be saved (``.zip`` added without a suffix), or a file
+        :param exclude: names of parameters that should be excluded in addition to the default ones
+        :param include: names of parameters that might be excluded but should be included anyway
+        """
+        self._saved_aux_cycle_steps = self.aux_buffer.pos
+        checkpoints.save_atomically(super().save, path, exclude=exclude, include=include)
+
+    def save_aux_buffer(self, path: str | pathlib.Path) -> None:
+        """
+        Save the aux buffer's states of the current cycle, as SB3's ``save_replay_buffer`` saves a replay buffer:
+        with :meth:`load_aux_buffer` after ``load``, training continues the cycle where it stopped. The file is
+        written atomically, array by array, in the arrays' own dtypes (see :mod:`sb3_ppg.common.checkpoints`).
+
+        :param path: path to the file where the aux buffer should be saved
+        """
+        checkpoints.save_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), path)
+
+    def load_aux_buffer(self, path: str | pathlib.Path) -> None:
+        """
+        Load an aux buffer saved by :meth:`save_aux_buffer`, as SB3's ``load_replay_buffer``; continue training
+        with ``learn(..., reset_num_timesteps=False)``, which keeps it.
+
+        :param path: path to the saved aux buffer
+        :raises ValueError: when the buffer was saved by a model with another observation space, action space,
+            ``n_envs``, ``n_steps``, ``n_policy_iterations`` or masks, naming each difference
+        :raises ~sb3_ppg.common.checkpoints.AuxBufferFileError: when the file is truncated or corrupt
+        """
+        checkpoints.load_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), path)
+        self._aux_steps_not_loaded = 0
+
+    def _aux_buffer_layout(self) -> dict[str, Any]:
+        return checkpoints.aux_buffer_layout(self.aux_buffer, self.n_steps, self.n_policy_iterations)
+
     def _excluded_save_params(self) -> list[str]:
         # The aux buffer can hold millions of states: never pickle it into a save
-        return [*super()._excluded_save_params(), "aux_buffer"]
+        return [*super()._excluded_save_params(), "aux_buffer", "_aux_steps_not_loaded"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer", "policy.aux_optimizer"], []

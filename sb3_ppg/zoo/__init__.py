@@ -13,6 +13,11 @@ then runs the zoo's script with the remaining arguments, so every zoo option wor
 ``--conf-file`` is given. ``--conf-file`` also takes the name of another packaged file: ``procgen_replication``
 (Procgen at the paper's full 256-env scale) or ``procgen_ppo_reference`` (the paper's PPO baseline, run by PPG).
 
+``train --save-freq N --save-aux-buffer`` saves PPG's aux buffer (and the ``VecNormalize`` statistics, when
+normalizing) with every checkpoint, and ``train -i logs/ppg/<env>_1/rl_model_<steps>_steps.zip`` resumes from
+that checkpoint with the buffer and statistics found beside it, counting timesteps on (``-n``: the steps to add).
+``--save-aux-buffer`` is PPG's name for the zoo's ``--save-replay-buffer``.
+
 ``train`` takes one option of its own: ``--heartbeat-interval SECONDS`` opens the ``--storage`` database with
 Optuna's heartbeat, so that the trial of a worker that died is marked failed by the other workers
 (:func:`optuna_heartbeat`).
@@ -69,6 +74,9 @@ COMMANDS = (
 
 # The option of ``train`` that this command handles itself, before the zoo parses the rest
 HEARTBEAT_OPTION = "--heartbeat-interval"
+# Saves the aux buffer with each --save-freq checkpoint and the final model; -i loads the one beside the model
+SAVE_AUX_BUFFER_OPTION = "--save-aux-buffer"
+SAVE_REPLAY_BUFFER_OPTION = "--save-replay-buffer"
 
 __all__ = [
     "DEFAULT_CONFIGS",
@@ -329,6 +337,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{PROG} {command}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         command_args = with_default_config(command_args)
+        # PPG's name for the zoo's option; the zoo's own spelling works too
+        command_args = [SAVE_REPLAY_BUFFER_OPTION if arg == SAVE_AUX_BUFFER_OPTION else arg for arg in command_args]
 
     register()
     # The zoo's scripts parse sys.argv

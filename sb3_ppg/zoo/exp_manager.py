@@ -11,19 +11,29 @@ gymnasium's registry (:func:`~sb3_ppg.common.envpool.register_gymnasium_ids`): t
 registered ids.
 """
 
+import contextlib
 import difflib
+import functools
 import inspect
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import rl_zoo3.exp_manager
 from rl_zoo3.exp_manager import ExperimentManager
 from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
 from rl_zoo3.utils import SimpleLinearSchedule
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecTransposeImage
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize, VecTransposeImage
 
+from sb3_ppg.common.callbacks import (
+    AUX_BUFFER_EXTENSION,
+    AUX_BUFFER_PREFIX,
+    VECNORMALIZE_PREFIX,
+    PPGCheckpointCallback,
+    checkpoint_companion,
+)
 from sb3_ppg.common.envpool import envpool_family, make_envpool_env, register_gymnasium_ids
 from sb3_ppg.ppg import PPG
 from sb3_ppg.ppg_mask import MaskablePPG
@@ -31,6 +41,8 @@ from sb3_ppg.ppg_mask import MaskablePPG
 register_gymnasium_ids()
 
 ALGO_NAME = "ppg"
+# The aux buffer saved with the final model by --save-aux-buffer
+FINAL_AUX_BUFFER = "aux_buffer.npz"
 # The zoo's names of this package's algos; their configs get the same checks
 ALGO_CLASSES: dict[str, type[PPG]] = {ALGO_NAME: PPG, "ppg_mask": MaskablePPG}
 
@@ -161,17 +173,51 @@ class PPGExperimentManager(ExperimentManager):
         return hyperparams, saved_hyperparams
 
     def create_callbacks(self) -> None:
-        """The zoo's callbacks; for ``ppg_mask`` the periodic evaluation is SB3-Contrib's, with the env's masks."""
-        if ALGO_CLASSES.get(self.algo) is not MaskablePPG:
+        """
+        The zoo's callbacks. For ``ppg_mask`` the periodic evaluation is SB3-Contrib's, with the env's masks. For
+        ``ppg`` and ``ppg_mask``, ``--save-freq`` checkpoints are :class:`~sb3_ppg.common.callbacks.PPGCheckpointCallback`'s:
+        taken at rollout ends, written atomically, with the ``VecNormalize`` statistics (when normalizing) and,
+        with ``--save-aux-buffer`` (``--save-replay-buffer``), the aux buffer.
+        """
+        algo_class = ALGO_CLASSES.get(self.algo)
+        with contextlib.ExitStack() as stack:
+            # The zoo builds its callbacks by the names it imported; these take the same arguments
+            if algo_class is MaskablePPG:
+                stack.enter_context(_replaced(rl_zoo3.exp_manager, "EvalCallback", MaskableEvalCallback))
+            if algo_class is not None:
+                checkpoint_callback = functools.partial(
+                    PPGCheckpointCallback, save_replay_buffer=self.save_replay_buffer, save_vecnormalize=bool(self.normalize)
+                )
+                stack.enter_context(_replaced(rl_zoo3.exp_manager, "CheckpointCallback", checkpoint_callback))
             super().create_callbacks()
+
+    def _resumes_ppg(self) -> bool:
+        return self.continue_training and self.algo in ALGO_CLASSES
+
+    def _load_pretrained_agent(self, hyperparams: dict[str, Any], env: VecEnv) -> BaseAlgorithm:
+        """The zoo's ``-i``; for PPG it also loads the aux buffer found beside the model (:func:`aux_buffer_beside`)."""
+        model = super()._load_pretrained_agent(hyperparams, env)
+        if self._resumes_ppg():
+            path = aux_buffer_beside(self.trained_agent)
+            if os.path.exists(path):
+                print(f"Loading the aux buffer {path}")
+                model.load_aux_buffer(path)  # type: ignore[attr-defined]
+        return model
+
+    def learn(self, model: BaseAlgorithm) -> None:
+        """The zoo's ``learn``; a PPG run resumed with ``-i`` goes on counting timesteps, so its aux cycle goes on."""
+        if not self._resumes_ppg():
+            super().learn(model)
             return
-        # The zoo builds its EvalCallback by the name it imported; MaskableEvalCallback takes the same arguments
-        original = rl_zoo3.exp_manager.EvalCallback
-        rl_zoo3.exp_manager.EvalCallback = MaskableEvalCallback  # type: ignore[misc]
-        try:
-            super().create_callbacks()
-        finally:
-            rl_zoo3.exp_manager.EvalCallback = original  # type: ignore[misc]
+        with _replaced(model, "learn", functools.partial(model.learn, reset_num_timesteps=False)):
+            super().learn(model)
+
+    def save_trained_model(self, model: BaseAlgorithm) -> None:
+        """The zoo's final save; with ``--save-aux-buffer``, PPG's aux buffer goes beside it as ``aux_buffer.npz``."""
+        super().save_trained_model(model)
+        if self.save_replay_buffer and hasattr(model, "save_aux_buffer"):
+            print("Saving the aux buffer")
+            model.save_aux_buffer(os.path.join(self.save_path, FINAL_AUX_BUFFER))
 
     @staticmethod
     def _preprocess_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +250,25 @@ class PPGExperimentManager(ExperimentManager):
         if isinstance(given, dict) and "gamma" in given:
             self.normalize_kwargs["gamma"] = given["gamma"]
         return hyperparams
+
+    def _maybe_normalize(self, env: VecEnv, eval_env: bool) -> VecEnv:
+        """
+        The zoo's ``VecNormalize`` handling, except that with ``-i`` a checkpoint's own statistics
+        (``rl_model_vecnormalize_<steps>_steps.pkl`` beside it) are loaded instead of the run's latest.
+
+        :param env: the env to wrap
+        :param eval_env: whether it is the evaluation env (statistics frozen, rewards not normalized)
+        :return: the env, wrapped when normalizing
+        """
+        path = checkpoint_companion(self.trained_agent, VECNORMALIZE_PREFIX, "pkl") if self.trained_agent else None
+        if path is None or not os.path.exists(path):
+            return super()._maybe_normalize(env, eval_env)
+        print(f"Loading the checkpoint's VecNormalize stats {path}")
+        vec_normalize = VecNormalize.load(path, env)
+        if eval_env:
+            vec_normalize.training = False
+            vec_normalize.norm_reward = False
+        return vec_normalize
 
     def create_envs(self, n_envs: int, eval_env: bool = False, no_log: bool = False) -> VecEnv:
         """
@@ -238,3 +303,28 @@ class PPGExperimentManager(ExperimentManager):
         if is_image_space(space) and not is_image_space_channels_first(space):  # type: ignore[arg-type]
             env = VecTransposeImage(env)
         return env
+
+
+def aux_buffer_beside(model_path: str) -> str:
+    """
+    :param model_path: a model file given to ``-i``
+    :return: where its aux buffer is saved: ``rl_model_aux_buffer_<steps>_steps.npz`` beside a checkpoint
+        ``rl_model_<steps>_steps.zip``, else ``aux_buffer.npz`` in its folder (the final save)
+    """
+    beside = checkpoint_companion(model_path, AUX_BUFFER_PREFIX, AUX_BUFFER_EXTENSION)
+    return beside if beside is not None else os.path.join(os.path.dirname(model_path), FINAL_AUX_BUFFER)
+
+
+@contextlib.contextmanager
+def _replaced(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """Set ``owner.name`` to ``value`` within the context, and back afterwards."""
+    had_own = name in vars(owner)
+    original = vars(owner).get(name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        if had_own:
+            setattr(owner, name, original)
+        else:
+            delattr(owner, name)

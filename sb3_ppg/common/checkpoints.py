@@ -1,0 +1,269 @@
+"""
+Saving and loading the aux buffer, and writing files so that a crash during a save loses nothing.
+
+An aux buffer file is a zip archive (stored, not compressed) of one ``.npy`` array per entry, in the arrays' own
+dtypes (uint8 images stay uint8), and a ``layout.json`` entry that describes the model it fits. Only the filled
+part of the buffer is written. Arrays are streamed in chunks of about :data:`CHUNK_BYTES`, from host or device
+storage, so saving or loading needs only a chunk of extra memory, never a second copy of the buffer.
+"""
+
+import contextlib
+import io
+import json
+import os
+import pathlib
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import numpy as np
+import torch as th
+
+from sb3_ppg.common.buffers import AuxRolloutBuffer, MaskableAuxRolloutBuffer, Storage
+
+FORMAT_NAME = "sb3_ppg.aux_buffer"
+FORMAT_VERSION = 1
+LAYOUT_ENTRY = "layout.json"
+# Bytes copied at a time between the file and the buffer's storage
+CHUNK_BYTES = 16 * 1024 * 1024
+# Layout keys that must be equal in the file and in the model, with the name a user knows them by
+LAYOUT_CHECKS = {
+    "observation_space": "observation space",
+    "action_space": "action space",
+    "n_envs": "n_envs",
+    "n_steps": "n_steps",
+    "n_policy_iterations": "n_policy_iterations",
+    "action_masks": "action masks (MaskablePPG keeps them, PPG does not)",
+    "buffer_size": "aux buffer size (n_policy_iterations * n_steps, 0 with n_aux_epochs=0)",
+}
+
+PathLike = str | pathlib.Path
+
+
+class AuxBufferFileError(ValueError):
+    """An aux buffer file that cannot be read whole: truncated, corrupt, or not an aux buffer file."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[pathlib.Path]:
+    """
+    A temporary path beside ``path`` to write to; once the block ends without an error, the file is flushed to disk
+    and renamed to ``path`` in one step (``os.replace``). A process killed while writing leaves ``path`` as it was;
+    an error removes the temporary file.
+
+    :param path: the file's final path
+    :return: the temporary path to write (hidden, in the same folder, with the same suffix)
+    """
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield temporary
+        with open(temporary, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def aux_buffer_layout(buffer: AuxRolloutBuffer, n_steps: int, n_policy_iterations: int) -> dict[str, Any]:
+    """
+    :param buffer: a model's aux buffer
+    :param n_steps: the model's ``n_steps``
+    :param n_policy_iterations: the model's ``n_policy_iterations``
+    :return: what a buffer file must agree on with the model to be loaded into it
+    """
+    return {
+        "observation_space": repr(buffer.observation_space),
+        "action_space": repr(buffer.action_space),
+        "n_envs": buffer.n_envs,
+        "n_steps": n_steps,
+        "n_policy_iterations": n_policy_iterations,
+        "action_masks": isinstance(buffer, MaskableAuxRolloutBuffer),
+        "buffer_size": buffer.buffer_size,
+    }
+
+
+def _arrays(buffer: AuxRolloutBuffer) -> dict[str, Storage]:
+    """The arrays of the buffer that a file holds, by entry name; each is (buffer_size, n_envs, ...)."""
+    observations = buffer.observations
+    arrays = (
+        {f"observations/{key}": value for key, value in observations.items()}
+        if isinstance(observations, dict)
+        else {"observations": observations}
+    )
+    arrays["returns"] = buffer.returns
+    if isinstance(buffer, MaskableAuxRolloutBuffer):
+        arrays["action_masks"] = buffer.action_masks
+    return arrays
+
+
+def _numpy_dtype(storage: Storage) -> np.dtype:
+    if isinstance(storage, th.Tensor):
+        return th.empty(0, dtype=storage.dtype).numpy().dtype
+    return storage.dtype
+
+
+def _rows_per_chunk(storage: Storage) -> int:
+    row_bytes = max(1, int(np.prod(storage.shape[1:])) * _numpy_dtype(storage).itemsize)
+    return max(1, CHUNK_BYTES // row_bytes)
+
+
+def save_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: PathLike) -> None:
+    """
+    Write the filled part of ``buffer`` to ``path``, atomically (see :func:`atomic_path`).
+
+    :param buffer: the aux buffer, with host (numpy) or device (torch) storage
+    :param layout: :func:`aux_buffer_layout` of the model it belongs to
+    :param path: the file to write
+    """
+    arrays = _arrays(buffer)
+    header = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "layout": layout,
+        "pos": buffer.pos,
+        "arrays": {name: [buffer.pos, *storage.shape[1:]] for name, storage in arrays.items()},
+    }
+    with atomic_path(path) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        archive.writestr(LAYOUT_ENTRY, json.dumps(header, indent=2))
+        for name, storage in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as file:
+                _write_npy(file, storage, buffer.pos)
+
+
+def _write_npy(file: IO[bytes], storage: Storage, n_rows: int) -> None:
+    """Write ``storage[:n_rows]`` in ``.npy`` format, a chunk of rows at a time (device chunks via the host)."""
+    header = {"descr": np.lib.format.dtype_to_descr(_numpy_dtype(storage)), "fortran_order": False}
+    np.lib.format.write_array_header_2_0(file, dict(header, shape=(n_rows, *storage.shape[1:])))
+    step = _rows_per_chunk(storage)
+    for start in range(0, n_rows, step):
+        chunk = storage[start : min(start + step, n_rows)]
+        chunk_array = chunk.cpu().numpy() if isinstance(chunk, th.Tensor) else chunk
+        file.write(np.ascontiguousarray(chunk_array).data)
+
+
+def load_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: PathLike) -> None:
+    """
+    Fill ``buffer`` from a file written by :func:`save_aux_buffer`, in place, whatever storage (host or device)
+    either side uses. On any error the buffer is left empty: never part-filled.
+
+    :param buffer: the model's aux buffer
+    :param layout: :func:`aux_buffer_layout` of the model
+    :param path: the file to read
+    :raises ValueError: when the file was saved for a model with another layout, naming each difference
+    :raises AuxBufferFileError: when the file is truncated, corrupt, or not an aux buffer file
+    """
+    buffer.reset()
+    try:
+        with zipfile.ZipFile(path, "r") as archive:
+            header = _read_header(archive, path)
+            _check_layout(header["layout"], layout, path)
+            pos = int(header["pos"])
+            arrays = _arrays(buffer)
+            if set(header["arrays"]) != set(arrays) or not 0 <= pos <= buffer.buffer_size:
+                raise AuxBufferFileError(f"{path}: its arrays {sorted(header['arrays'])} or its size {pos} do not fit")
+            for name, storage in arrays.items():
+                with archive.open(f"{name}.npy") as file:
+                    _read_npy(file, storage, pos, f"{path}:{name}")
+    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError) as error:
+        buffer.reset()
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise AuxBufferFileError(
+            f"{path} is not a complete aux buffer file ({error}). It may have been cut short by a crash during the "
+            "save: load an earlier checkpoint's buffer, or resume without one (a fresh aux cycle then starts)"
+        ) from error
+    except Exception:
+        buffer.reset()
+        raise
+    buffer.pos = pos
+    buffer.full = pos == buffer.buffer_size
+
+
+def _read_header(archive: zipfile.ZipFile, path: PathLike) -> dict[str, Any]:
+    try:
+        header = json.loads(archive.read(LAYOUT_ENTRY))
+    except (KeyError, json.JSONDecodeError) as error:
+        raise AuxBufferFileError(f"{path} is not an aux buffer file written by save_aux_buffer ({error})") from error
+    if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
+        raise AuxBufferFileError(
+            f"{path}: format {header.get('format')!r} version {header.get('version')!r}; "
+            f"this version of sb3_ppg reads {FORMAT_NAME!r} version {FORMAT_VERSION}"
+        )
+    return header
+
+
+def _check_layout(saved: dict[str, Any], model: dict[str, Any], path: PathLike) -> None:
+    differences = [
+        f"{description}: file {saved.get(key)!r}, model {model[key]!r}"
+        for key, description in LAYOUT_CHECKS.items()
+        if saved.get(key) != model[key]
+    ]
+    if differences:
+        raise ValueError(f"the aux buffer in {path} does not fit this model:\n" + "\n".join(f"  - {d}" for d in differences))
+
+
+def _read_npy(file: IO[bytes], storage: Storage, n_rows: int, name: str) -> None:
+    """Read a ``.npy`` entry of ``n_rows`` rows into ``storage[:n_rows]``, checking its shape, dtype and length."""
+    if np.lib.format.read_magic(file) != (2, 0):
+        raise AuxBufferFileError(f"{name}: not an array written by save_aux_buffer (.npy format 2.0)")
+    shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
+    expected_shape = (n_rows, *storage.shape[1:])
+    if tuple(shape) != expected_shape or fortran_order or dtype != _numpy_dtype(storage):
+        raise AuxBufferFileError(
+            f"{name}: array of shape {tuple(shape)} and dtype {dtype}, expected {expected_shape} and {_numpy_dtype(storage)}"
+        )
+    step = _rows_per_chunk(storage)
+    row_bytes = int(np.prod(storage.shape[1:])) * dtype.itemsize
+    for start in range(0, n_rows, step):
+        end = min(start + step, n_rows)
+        data = file.read((end - start) * row_bytes)
+        if len(data) != (end - start) * row_bytes:
+            raise AuxBufferFileError(f"{name}: the array ends after {start} of {n_rows} rows")
+        chunk = np.frombuffer(data, dtype=dtype).reshape(end - start, *storage.shape[1:])
+        if isinstance(storage, th.Tensor):
+            storage[start:end] = th.from_numpy(chunk.copy()).to(storage.device)
+        else:
+            storage[start:end] = chunk
+    # Reading past the end makes zipfile check the entry's CRC
+    if file.read(1):
+        raise AuxBufferFileError(f"{name}: more data than its header says")
+
+
+def save_atomically(save: Callable[..., None], path: PathLike | io.BufferedIOBase, **kwargs: Any) -> None:
+    """
+    Run SB3's ``save`` on a temporary file renamed to ``path`` once written (see :func:`atomic_path`).
+
+    :param save: a ``save(path, **kwargs)`` that writes a zip file, as SB3's ``BaseAlgorithm.save``
+    :param path: the file (``.zip`` is added without a suffix, as SB3 does), or a file object, written directly
+    :param kwargs: the other arguments of ``save``
+    """
+    if isinstance(path, io.BufferedIOBase):
+        save(path, **kwargs)
+        return
+    path = pathlib.Path(path)
+    if path.suffix == "":
+        path = path.with_suffix(".zip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        save(temporary, **kwargs)
+
+
+def warn_aux_buffer_not_loaded(steps: int, n_steps: int, n_policy_iterations: int) -> None:
+    """
+    Say that a model goes on training without the states of the aux cycle it was saved in.
+
+    :param steps: steps per env of the cycle when the model was saved
+    :param n_steps: the model's ``n_steps``
+    :param n_policy_iterations: the model's ``n_policy_iterations``
+    """
+    warnings.warn(
+        f"PPG was saved {steps // n_steps} of {n_policy_iterations} rollouts into an aux cycle, and its aux buffer "
+        "was not loaded (load_aux_buffer): those states are lost. A fresh aux cycle starts with the next rollout, "
+        f"so the next aux phase comes after {n_policy_iterations} more rollouts. To continue the cycle instead, "
+        "save the buffer with save_aux_buffer (or PPGCheckpointCallback(save_replay_buffer=True)) and load it "
+        "after the model.",
+        stacklevel=3,
+    )
