@@ -311,6 +311,12 @@ class PPG(OnPolicyAlgorithm):
             return env_segment_minibatches(self.rollout_buffer, self.batch_size)
         return self.rollout_buffer.get(self.batch_size)
 
+    def _aux_minibatches(self) -> Generator[AuxBufferSamples | DictAuxBufferSamples, None, None]:
+        """:return: one aux epoch's minibatches of the aux buffer"""
+        if self.env_segment_minibatches:
+            return self.aux_buffer.get(self.aux_batch_size, segment_length=self.n_steps)
+        return self.aux_buffer.get(self.aux_batch_size)
+
     def _maybe_recommend_cpu(self, mlp_class_name: str = AuxActorCriticPolicy.__name__) -> None:
         super()._maybe_recommend_cpu(mlp_class_name)
 
@@ -456,8 +462,7 @@ class PPG(OnPolicyAlgorithm):
 
         log = LossLog()
         for _ in range(self.n_aux_epochs):
-            segment_length = self.n_steps if self.env_segment_minibatches else None
-            for aux_data in self.aux_buffer.get(self.aux_batch_size, segment_length):
+            for aux_data in self._aux_minibatches():
                 kwargs = self._evaluation_kwargs(aux_data)
                 distribution, aux_values, values = self.policy.evaluate_aux(aux_data.observations, **kwargs)
                 old_distribution = self._snapshot_distribution(aux_data)
