@@ -89,3 +89,13 @@ def test_the_readme_example_runs_as_typed(tmp_path, monkeypatch):
     mean_reward, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=1)
     assert np.isfinite(mean_reward)
     assert model.get_env().envs[0].spec.id == "LunarLander-v2"
+
+
+def test_the_reference_options_are_saved_and_loaded(tmp_path):
+    model = PPG("MlpPolicy", "CartPole-v1", **dict(SMALL, batch_size=64, aux_batch_size=64),
+                handle_timeout_termination=False, env_segment_minibatches=True)  # fmt: skip
+    model.save(tmp_path / "model.zip")
+    loaded = PPG.load(tmp_path / "model.zip")
+    assert (loaded.handle_timeout_termination, loaded.env_segment_minibatches) == (False, True)
+    loaded.learn(2 * 64)  # an aux phase of whole blocks, as before saving
+    assert loaded._n_aux_phases == 1
