@@ -9,6 +9,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
 
 from sb3_ppg import PPG
+from sb3_ppg.common.minibatches import check_env_segment_minibatches
 from sb3_ppg.common.torch_layers import ImpalaCNN
 from sb3_ppg.train import ENV_KEYS, convert_zoo_entry
 
@@ -28,6 +29,9 @@ REFERENCE = dict(
     max_grad_norm=None,
     normalize_advantage="rollout",
     normalize_aux_targets=False,
+    # The reference ends an episode at its time limit, and draws minibatches of whole env segments
+    handle_timeout_termination=False,
+    env_segment_minibatches=True,
 )
 FRAME_BYTES = 3 * 64 * 64
 
@@ -46,8 +50,10 @@ def test_every_procgen_game_has_the_reference_settings(config):
         normalize = convert_zoo_entry(entry)["normalize"]
         # The reference's reward normalisation: its own discount 0.99 and a clip at 10, rewards only
         assert normalize == dict(norm_obs=False, norm_reward=True, gamma=0.99, clip_reward=10.0)
-        # 8 minibatches per epoch
+        # 8 minibatches per epoch, each of whole env columns (and whole aux blocks): the model accepts them
         assert entry["batch_size"] * 8 == entry["n_envs"] * entry["n_steps"]
+        aux_batch_size = entry["aux_batch_size"] if entry["n_aux_epochs"] else None
+        check_env_segment_minibatches(entry["n_envs"], entry["n_steps"], entry["batch_size"], aux_batch_size)
 
 
 @pytest.mark.parametrize(

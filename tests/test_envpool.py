@@ -348,6 +348,7 @@ def test_zoo_trains_the_packaged_procgen_entries(tmp_path, conf_file, arch):
     model = PPG.load(run_folder / f"{PROCGEN_ID}.zip", device="cpu")
     assert model.policy.arch == arch and model.num_timesteps == 64
     assert (model.max_grad_norm, model.normalize_advantage, model.normalize_aux_targets) == (None, "rollout", False)
+    assert (model.handle_timeout_termination, model.env_segment_minibatches) == (False, True)
     assert model._n_aux_phases == (1 if conf_file is None else 0)
     with open(run_folder / PROCGEN_ID / "vecnormalize.pkl", "rb") as file:
         vec_normalize = pickle.load(file)

@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.utils import LinearSchedule
 
@@ -34,6 +35,22 @@ from tests.conftest import SMALL
         (dict(clip_range_vf=0.0), "clip_range_vf must be > 0, a schedule, or None to disable value clipping, got 0.0"),
         (dict(aux_learning_rate=-1e-4), "aux_learning_rate must be > 0, a schedule, or None to use learning_rate"),
         (dict(target_kl=0.0), "target_kl must be > 0, or None for no limit, got 0.0"),
+        (dict(handle_timeout_termination=1), "handle_timeout_termination must be True or False, got 1"),
+        (dict(env_segment_minibatches="yes"), "env_segment_minibatches must be True or False, got 'yes'"),
+        (
+            dict(env_segment_minibatches=True),
+            r"n_envs \(1\) must be divisible by the number of minibatches per epoch "
+            r"n_steps \* n_envs / batch_size = 64 \* 1 / 32 = 2,",
+        ),
+        (
+            dict(env_segment_minibatches=True, batch_size=48),
+            r"n_envs \(1\) must be divisible by the number of minibatches per epoch "
+            r"n_steps \* n_envs / batch_size = 64 \* 1 / 48 = 1.33333,",
+        ),
+        (
+            dict(env_segment_minibatches=True, batch_size=64),
+            r"aux_batch_size \(32\) must be a multiple of n_steps \(64\)",
+        ),
         (
             dict(aux_batch_size=129),
             r"aux_batch_size must be between 1 and the aux buffer size n_policy_iterations \* n_steps \* n_envs = "
@@ -82,6 +99,13 @@ def test_non_finite_aux_loss_names_the_aux_phase():
         model.learn(64, reset_num_timesteps=False)
     for param in model.policy.parameters():
         assert th.isfinite(param).all()
+
+
+def test_env_segment_minibatches_accept_whole_columns_and_ignore_an_unused_aux_batch_size():
+    env = make_vec_env("CartPole-v1", n_envs=4)
+    PPG("MlpPolicy", env, **{**SMALL, "batch_size": 128, "aux_batch_size": 128}, env_segment_minibatches=True)
+    # Without an aux phase, aux_batch_size is never used, so it need not be whole segments
+    PPG("MlpPolicy", env, **{**SMALL, "batch_size": 128, "n_aux_epochs": 0}, env_segment_minibatches=True)
 
 
 def test_truncated_minibatch_warns_as_ppo_does():

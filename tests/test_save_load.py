@@ -96,6 +96,16 @@ def test_the_readme_example_runs_as_typed(tmp_path, monkeypatch):
     assert model.get_env().envs[0].spec.id == "LunarLander-v2"
 
 
+def test_the_reference_options_are_saved_and_loaded(tmp_path):
+    model = PPG("MlpPolicy", "CartPole-v1", **dict(SMALL, batch_size=64, aux_batch_size=64),
+                handle_timeout_termination=False, env_segment_minibatches=True)  # fmt: skip
+    model.save(tmp_path / "model.zip")
+    loaded = PPG.load(tmp_path / "model.zip")
+    assert (loaded.handle_timeout_termination, loaded.env_segment_minibatches) == (False, True)
+    loaded.learn(2 * 64)  # an aux phase of whole blocks, as before saving
+    assert loaded._n_aux_phases == 1
+
+
 # --- Resuming with the aux buffer ---------------------------------------------------------------------------------
 
 RESUME = dict(SMALL, n_policy_iterations=3, learning_rate=lambda progress: 1e-3 * progress)
@@ -220,7 +230,7 @@ def _buffer_arrays(buffer):
 
     arrays = {"returns": host(buffer.returns)}
     observations = buffer.observations
-    for key, value in (observations.items() if isinstance(observations, dict) else [("obs", observations)]):
+    for key, value in observations.items() if isinstance(observations, dict) else [("obs", observations)]:
         arrays[key] = host(value)
     if hasattr(buffer, "action_masks"):
         arrays["action_masks"] = host(buffer.action_masks)

@@ -10,6 +10,7 @@ from stable_baselines3.common.buffers import BaseBuffer, DictRolloutBuffer, Roll
 from stable_baselines3.common.type_aliases import PyTorchObs, TensorDict
 
 from sb3_ppg.common.distributions import check_action_masks, distribution_params_dim, mask_dims
+from sb3_ppg.common.minibatches import shuffled_segments
 
 # An array of the buffer: on the host, or on the device when the buffer is kept there
 Storage = np.ndarray | th.Tensor
@@ -204,19 +205,39 @@ class AuxRolloutBuffer(BaseBuffer):
             return float(returns.mean()), float(returns.std(correction=0))
         return float(returns.mean()), float(returns.std())
 
-    def get(self, batch_size: int) -> Generator[AuxBufferSamples | DictAuxBufferSamples, None, None]:
+    def get(
+        self, batch_size: int, segment_length: int | None = None
+    ) -> Generator[AuxBufferSamples | DictAuxBufferSamples, None, None]:
         """
         One shuffled pass over the stored states.
 
         :param batch_size: minibatch size; the last minibatch may be smaller
+        :param segment_length: None: minibatches of independent random states. An int: minibatches of whole
+            (env, segment) blocks of that many consecutive steps (the rollouts' ``n_steps``), the blocks shuffled and
+            time order kept inside each; ``batch_size`` must then be a multiple of it
         :return: minibatches
         """
-        # Indices where the arrays are: a shuffle on the device when they live there
-        indices: Indices = (
-            th.randperm(self.n_samples, device=self.device) if self.on_device else np.random.permutation(self.n_samples)
-        )
+        indices: Indices
+        if segment_length is None:
+            # Indices where the arrays are: a shuffle on the device when they live there
+            indices = (
+                th.randperm(self.n_samples, device=self.device) if self.on_device else np.random.permutation(self.n_samples)
+            )
+        else:
+            indices = self._segment_indices(batch_size, segment_length)
         for start in range(0, self.n_samples, batch_size):
             yield self._get_samples(indices[start : start + batch_size])
+
+    def _segment_indices(self, batch_size: int, segment_length: int) -> Indices:
+        if batch_size % segment_length or self.pos % segment_length:
+            raise ValueError(
+                f"segment minibatches need batch_size ({batch_size}) and the stored steps per env ({self.pos}) to be "
+                f"multiples of segment_length ({segment_length})"
+            )
+        # The state of env e at stored step t is at t * n_envs + e: a block starts at (k * segment_length) * n_envs + e
+        block_starts = np.arange(0, self.pos, segment_length)[:, None] * self.n_envs + np.arange(self.n_envs)
+        indices = shuffled_segments(block_starts.ravel(), segment_length, stride=self.n_envs)
+        return th.as_tensor(indices, device=self.device) if self.on_device else indices
 
     def _get_samples(self, batch_inds: Indices, env: None = None) -> AuxBufferSamples:  # type: ignore[override]
         return AuxBufferSamples(

@@ -2,7 +2,7 @@ import io
 import math
 import pathlib
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -17,6 +17,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
+from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_ppg.common import checkpoints
 from sb3_ppg.common.buffers import AuxBufferSamples, AuxRolloutBuffer, DictAuxBufferSamples, DictAuxRolloutBuffer
@@ -28,7 +29,9 @@ from sb3_ppg.common.distributions import (
 )
 from sb3_ppg.common.logging import LossLog
 from sb3_ppg.common.losses import aux_value_loss, clipped_surrogate_loss, joint_loss, policy_kl, value_loss
+from sb3_ppg.common.minibatches import check_env_segment_minibatches, env_segment_minibatches
 from sb3_ppg.common.policies import AuxActorCriticPolicy
+from sb3_ppg.common.vec_env import VecTruncationAsTermination
 from sb3_ppg.ppg.policies import CnnPolicy, ImpalaCnnPolicy, MinAtarCnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfPPG = TypeVar("SelfPPG", bound="PPG")
@@ -72,6 +75,14 @@ class PPG(OnPolicyAlgorithm):
         Its loss then has the same scale whatever the reward scale, so it cannot swamp the cloning term;
         the critic always fits the raw targets (with ``share_features_extractor=True`` that loss trains the
         shared extractor too, as in PPO).
+    :param handle_timeout_termination: Handle timeout termination (due to timelimit) separately and treat the task
+        as infinite horizon task, as SB3 does: the reward of a step flagged ``infos[i]["TimeLimit.truncated"]`` gets
+        ``gamma * V(terminal observation)``. False: every episode end is terminal, as in the PPG paper's code.
+    :param env_segment_minibatches: False (default): minibatches of independent random states. True: as the PPG
+        paper's code, each policy minibatch is the whole trajectories of ``batch_size // n_steps`` envs of the
+        rollout, and each aux minibatch ``aux_batch_size // n_steps`` whole (env, rollout) blocks of the aux buffer,
+        shuffled by env, in time order inside. Needs n_envs divisible by the number of minibatches
+        ``n_steps * n_envs / batch_size``, and ``aux_batch_size`` a multiple of ``n_steps``.
     :param gamma: Discount factor
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
     :param clip_range: Clipping parameter, it can be a function of the current progress
@@ -130,6 +141,8 @@ class PPG(OnPolicyAlgorithm):
         aux_learning_rate: float | Schedule | None = None,
         beta_clone: float = 1.0,
         normalize_aux_targets: bool = True,
+        handle_timeout_termination: bool = True,
+        env_segment_minibatches: bool = False,
         gamma: float = 0.99,
         gae_lambda: float = 0.95,
         clip_range: float | Schedule = 0.2,
@@ -176,6 +189,12 @@ class PPG(OnPolicyAlgorithm):
         same_lr = "> 0, a schedule, or None to use learning_rate"
         _check_number("aux_learning_rate", aux_learning_rate, same_lr, _positive, schedule=True, optional=True)
         _check_number("target_kl", target_kl, "> 0, or None for no limit", _positive, optional=True)
+        for name, flag in (
+            ("handle_timeout_termination", handle_timeout_termination),
+            ("env_segment_minibatches", env_segment_minibatches),
+        ):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
         super().__init__(
             policy,
             env,
@@ -215,6 +234,8 @@ class PPG(OnPolicyAlgorithm):
         self.aux_learning_rate = aux_learning_rate
         self.beta_clone = beta_clone
         self.normalize_aux_targets = normalize_aux_targets
+        self.handle_timeout_termination = handle_timeout_termination
+        self.env_segment_minibatches = env_segment_minibatches
         self.clip_range = clip_range
         self.clip_range_vf = clip_range_vf
         self.normalize_advantage = normalize_advantage
@@ -255,6 +276,9 @@ class PPG(OnPolicyAlgorithm):
                 f"n_policy_iterations * n_steps * n_envs = {self.n_policy_iterations} * {self.n_steps} * {self.n_envs} "
                 f"= {aux_capacity}; got {self.aux_batch_size}"
             )
+        if self.env_segment_minibatches:
+            aux_batch_size = self.aux_batch_size if self.n_aux_epochs > 0 else None
+            check_env_segment_minibatches(self.n_envs, self.n_steps, self.batch_size, aux_batch_size)
 
     def _aux_buffer_class(self) -> type[AuxRolloutBuffer]:
         """:return: the class of the aux buffer, for this model's observation space"""
@@ -274,6 +298,28 @@ class PPG(OnPolicyAlgorithm):
         :return: the snapshot pi_old at its states, a new distribution object
         """
         return distribution_from_params(self.action_space, aux_data.old_distribution_params)
+
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        return super().collect_rollouts(self._rollout_env(env), callback, rollout_buffer, n_rollout_steps)
+
+    def _rollout_env(self, env: VecEnv) -> VecEnv:
+        """:return: the env that ``collect_rollouts`` steps: without ``handle_timeout_termination``, truncations
+        read as terminations there, so SB3's rollout loop does not bootstrap them"""
+        return env if self.handle_timeout_termination else VecTruncationAsTermination(env)
+
+    def _policy_minibatches(self) -> Generator[RolloutBufferSamples, None, None]:
+        """:return: one epoch's minibatches of the rollout buffer"""
+        if self.env_segment_minibatches:
+            return env_segment_minibatches(self.rollout_buffer, self.batch_size)
+        return self.rollout_buffer.get(self.batch_size)
+
+    def _aux_minibatches(self) -> Generator[AuxBufferSamples | DictAuxBufferSamples, None, None]:
+        """:return: one aux epoch's minibatches of the aux buffer"""
+        if self.env_segment_minibatches:
+            return self.aux_buffer.get(self.aux_batch_size, segment_length=self.n_steps)
+        return self.aux_buffer.get(self.aux_batch_size)
 
     def _maybe_recommend_cpu(self, mlp_class_name: str = AuxActorCriticPolicy.__name__) -> None:
         super()._maybe_recommend_cpu(mlp_class_name)
@@ -332,7 +378,7 @@ class PPG(OnPolicyAlgorithm):
             value_active = epoch < self.n_value_epochs
             if not (policy_active or value_active):
                 break
-            for rollout_data in self.rollout_buffer.get(self.batch_size):
+            for rollout_data in self._policy_minibatches():
                 terms: dict[str, th.Tensor] = {}
                 loss = th.zeros((), device=self.device)
                 values = None
@@ -420,7 +466,7 @@ class PPG(OnPolicyAlgorithm):
 
         log = LossLog()
         for _ in range(self.n_aux_epochs):
-            for aux_data in self.aux_buffer.get(self.aux_batch_size):
+            for aux_data in self._aux_minibatches():
                 kwargs = self._evaluation_kwargs(aux_data)
                 distribution, aux_values, values = self.policy.evaluate_aux(aux_data.observations, **kwargs)
                 old_distribution = self._snapshot_distribution(aux_data)

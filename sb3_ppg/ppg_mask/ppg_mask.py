@@ -127,6 +127,7 @@ class MaskablePPG(PPG):
         """
         use_masking = self._use_masking if use_masking is None else use_masking
         # MaskablePPO's loop needs only what every on-policy algorithm has, plus a maskable policy and buffer
+        env = self._rollout_env(env)
         return MaskablePPO.collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, use_masking)  # type: ignore[arg-type]
 
     def predict(  # type: ignore[override]
