@@ -1,3 +1,4 @@
+import math
 import subprocess
 import sys
 
@@ -238,3 +239,30 @@ def test_training_leaves_the_users_distribution_validation_alone():
         th.distributions.Categorical(logits=th.tensor([float("nan"), 0.0]))
     distribution = model.policy.get_distribution(th.zeros(3, 4))
     assert distribution.distribution._validate_args is False
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_shared_ppg_without_aux_phase_trains_bitwise_as_sb3_ppo(env_id):
+    """
+    PPG with one trunk (``arch="shared"``), no aux phase and E_V = E_pi is SB3's PPO: same seed, same weights at
+    start, same rollouts, and bitwise the same weights after several updates. Clipping is left out (PPO at an
+    infinite norm, PPG without): PPG clips actor and critic apart, PPO all parameters together.
+    """
+    from stable_baselines3 import PPO
+
+    kwargs = dict(n_steps=64, batch_size=32, n_epochs=3, seed=0)
+    ppo = PPO("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), max_grad_norm=math.inf, **kwargs)
+    ppo_start = {name: tensor.clone() for name, tensor in ppo.policy.state_dict().items()}
+    ppo.learn(5 * 128)
+    ppg = PPG("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), max_grad_norm=None, n_value_epochs=3, n_aux_epochs=0,
+              policy_kwargs=dict(arch="shared"), **kwargs)  # fmt: skip
+    ppg_start = ppg.policy.state_dict()
+    assert all(th.equal(ppo_start[name], ppg_start[name]) for name in ppo_start)
+    ppg.learn(5 * 128)
+    ppo_end, ppg_end = ppo.policy.state_dict(), ppg.policy.state_dict()
+    assert ppg._n_updates == ppo._n_updates == 15
+    assert not th.equal(ppo_end["action_net.weight"], ppo_start["action_net.weight"])
+    for name in ppo_end:
+        assert th.equal(ppo_end[name], ppg_end[name]), name
+    for name in ("observations", "actions", "log_probs", "advantages"):
+        assert np.array_equal(getattr(ppo.rollout_buffer, name), getattr(ppg.rollout_buffer, name)), name

@@ -137,15 +137,16 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
             optimizer_kwargs=optimizer_kwargs,
         )
 
-    def _build_mlp_extractor(self) -> None:
-        super()._build_mlp_extractor()
-        # Built here, before SB3 creates the optimizer, so the head is in ``self.optimizer`` too
-        self.aux_value_net = nn.Linear(self.mlp_extractor.latent_dim_pi, 1)
-
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
-        if self.ortho_init:
-            self.aux_value_net.apply(partial(self.init_weights, gain=1))
+        # The aux head comes after SB3's layers and from a forked generator, so every other weight, and every random
+        # draw after construction, is what SB3's PPO gets from the same seed
+        with th.random.fork_rng(devices=[]):
+            self.aux_value_net = nn.Linear(self.mlp_extractor.latent_dim_pi, 1)
+            if self.ortho_init:
+                self.aux_value_net.apply(partial(self.init_weights, gain=1))
+        # SB3's optimizer, rebuilt to take the head too: its parameters come last, the others in PPO's order
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
         if self.head_init_scale is not None:
             for name in self.head_names:
                 normed_init_(getattr(self, name), self.head_init_scale)
