@@ -30,11 +30,12 @@ def real_steps_only(samples: RecurrentSamples) -> RecurrentSamples:
     its outputs, so every loss is a plain mean over real steps and padding can never change it.
 
     :param samples: a padded minibatch
-    :return: the same minibatch, its targets packed and its ``mask`` a bool tensor
+    :return: the same minibatch, its targets packed, its actions float (as SB3's distributions take them, int8
+        MultiBinary actions included) and its ``mask`` a bool tensor
     """
     mask = samples.mask > 0.5
     return samples._replace(
-        actions=samples.actions[mask],
+        actions=samples.actions[mask].float(),
         old_values=samples.old_values[mask],
         old_log_prob=samples.old_log_prob[mask],
         advantages=samples.advantages[mask],

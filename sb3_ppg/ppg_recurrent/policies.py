@@ -120,6 +120,8 @@ class RecurrentAuxActorCriticPolicy(AuxActorCriticPolicy, RecurrentActorCriticPo
     def _build_mlp_extractor(self) -> None:
         # SB3-Contrib's extractor on the LSTM's output, then the aux head on its actor latent
         RecurrentActorCriticPolicy._build_mlp_extractor(self)
+        # Flattened MultiDiscrete observations give a numpy integer, which nn.LSTM (made next) refuses
+        self.features_dim = int(self.features_dim)
         self.aux_value_net = nn.Linear(self.mlp_extractor.latent_dim_pi, 1)
 
     def _critic_modules(self) -> list[nn.Module]:

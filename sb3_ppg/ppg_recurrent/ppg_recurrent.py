@@ -94,6 +94,7 @@ class RecurrentPPG(PPG):
         dict_observations = isinstance(self.observation_space, spaces.Dict)
         buffer_class = PackedRecurrentDictRolloutBuffer if dict_observations else PackedRecurrentRolloutBuffer
         # Replaces SB3's feed-forward buffer: the LSTM's shape is known only once the policy is built
+        self.rollout_buffer_class = buffer_class
         self.rollout_buffer = buffer_class(
             self.n_steps,
             self.observation_space,
@@ -197,4 +198,5 @@ class RecurrentPPG(PPG):
         return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_lstm_states"]
+        # The buffer class is chosen again at load: SB3 could not make it before the policy exists
+        return [*super()._excluded_save_params(), "_last_lstm_states", "rollout_buffer_class"]
