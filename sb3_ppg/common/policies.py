@@ -86,6 +86,8 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
     :param head_init_scale: None: SB3's init of the heads (orthogonal with ``ortho_init``). A float: the action,
         value and aux value heads are initialised as the paper code's normed linear layers, each output row at
         this L2 norm with zero bias (0.1 in the paper's code)
+    :param kwargs: passed on to the next base class (the LSTM arguments of SB3-Contrib's recurrent policy, in
+        :class:`~sb3_ppg.ppg_recurrent.policies.RecurrentAuxActorCriticPolicy`)
     """
 
     # The layers head_init_scale re-initialises
@@ -112,6 +114,7 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         arch: str | None = None,
         head_init_scale: float | None = None,
+        **kwargs: Any,
     ):
         self.arch = resolve_arch(arch, share_features_extractor)
         if head_init_scale is not None and not head_init_scale > 0:
@@ -135,6 +138,7 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
             normalize_images=normalize_images,
             optimizer_class=optimizer_class,
             optimizer_kwargs=optimizer_kwargs,
+            **kwargs,
         )
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -150,6 +154,10 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
         if self.head_init_scale is not None:
             for name in self.head_names:
                 normed_init_(getattr(self, name), self.head_init_scale)
+        self._build_aux_optimizer(lr_schedule)
+
+    def _build_aux_optimizer(self, lr_schedule: Schedule) -> None:
+        """Split the parameters into actor and critic, and make the aux optimizer over all of them."""
         self._split_parameters()
         self.aux_optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
 
@@ -159,11 +167,15 @@ class AuxActorCriticPolicy(ActorCriticPolicy):
         data.update(arch=self.arch, head_init_scale=self.head_init_scale)
         return data
 
-    def _split_parameters(self) -> None:
+    def _critic_modules(self) -> list[nn.Module]:
+        """The modules only the value losses train."""
         critic_modules: list[nn.Module] = [self.mlp_extractor.value_net, self.value_net]
         if not self.share_features_extractor:
             critic_modules.append(self.vf_features_extractor)
-        critic_ids = {id(param) for module in critic_modules for param in module.parameters()}
+        return critic_modules
+
+    def _split_parameters(self) -> None:
+        critic_ids = {id(param) for module in self._critic_modules() for param in module.parameters()}
         # Parameters the policy loss and the aux joint loss train (a shared extractor included)
         self.actor_parameters = [param for param in self.parameters() if id(param) not in critic_ids]
         # Parameters only the value losses train

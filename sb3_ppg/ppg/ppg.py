@@ -268,6 +268,7 @@ class PPG(OnPolicyAlgorithm):
             self.action_space,
             device=self.device,
             n_envs=self.n_envs,
+            **self._aux_buffer_kwargs(),
         )
         aux_capacity = self.aux_buffer.buffer_size * self.n_envs
         if self.n_aux_epochs > 0 and self.aux_batch_size > aux_capacity:
@@ -283,6 +284,10 @@ class PPG(OnPolicyAlgorithm):
     def _aux_buffer_class(self) -> type[AuxRolloutBuffer]:
         """:return: the class of the aux buffer, for this model's observation space"""
         return DictAuxRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else AuxRolloutBuffer
+
+    def _aux_buffer_kwargs(self) -> dict[str, Any]:
+        """:return: keyword arguments the aux buffer class takes besides those of :class:`AuxRolloutBuffer`"""
+        return {}
 
     def _evaluation_kwargs(self, samples: RolloutBufferSamples | AuxBufferSamples | DictAuxBufferSamples) -> dict[str, Any]:
         """
@@ -320,6 +325,14 @@ class PPG(OnPolicyAlgorithm):
         if self.env_segment_minibatches:
             return self.aux_buffer.get(self.aux_batch_size, segment_length=self.n_steps)
         return self.aux_buffer.get(self.aux_batch_size)
+
+    def _take_snapshot(self) -> None:
+        """Record pi_old at every state of the aux buffer, in the same mode as the aux epochs."""
+        self.aux_buffer.snapshot(lambda obs: distribution_params(self.policy.get_distribution(obs)), self.aux_batch_size)
+
+    def _minibatch_values(self, rollout_data: RolloutBufferSamples) -> th.Tensor:
+        """:return: the critic's values V(s) at the states of a minibatch of the rollout buffer, shape (batch,)"""
+        return self.policy.predict_values(rollout_data.observations).flatten()
 
     def _maybe_recommend_cpu(self, mlp_class_name: str = AuxActorCriticPolicy.__name__) -> None:
         super()._maybe_recommend_cpu(mlp_class_name)
@@ -398,7 +411,7 @@ class PPG(OnPolicyAlgorithm):
                         loss = loss + pg_loss + self.ent_coef * entropy_loss
                 if value_active:
                     if values is None:
-                        values = self.policy.predict_values(rollout_data.observations).flatten()
+                        values = self._minibatch_values(rollout_data)
                     terms["value_loss"] = value_loss(values, rollout_data.returns, rollout_data.old_values, clip_range_vf)
                     loss = loss + self.vf_coef * terms["value_loss"]
                 if loss.requires_grad:
@@ -461,7 +474,7 @@ class PPG(OnPolicyAlgorithm):
         aux_learning_rate = self.aux_lr_schedule(progress)
         update_learning_rate(self.policy.aux_optimizer, aux_learning_rate)
         # Snapshot in the same mode as the aux epochs, so the first minibatch starts at KL == 0
-        self.aux_buffer.snapshot(lambda obs: distribution_params(self.policy.get_distribution(obs)), self.aux_batch_size)
+        self._take_snapshot()
         target_mean, target_std = self.aux_buffer.returns_mean_std() if self.normalize_aux_targets else (0.0, 1.0)
 
         log = LossLog()

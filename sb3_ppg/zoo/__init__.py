@@ -6,10 +6,11 @@ RL Zoo (rl_zoo3) integration: train, tune, replay and record PPG with the zoo's 
     python -m sb3_ppg.zoo enjoy --algo ppg --env LunarLander-v3 -f logs
     python -m sb3_ppg.zoo record_video --algo ppg --env LunarLander-v3 -f logs
 
-``sb3-ppg-zoo`` is the same command. It adds ``ppg`` and ``ppg_mask`` (MaskablePPG) to the zoo (:func:`register`),
-then runs the zoo's script with the remaining arguments, so every zoo option works and every zoo algo
-(``--algo ppo``, ...) keeps working. ``train --algo ppg`` reads the hyperparameters packaged with sb3_ppg
-(``sb3_ppg/hyperparams/ppg.yml``), ``train --algo ppg_mask`` those of ``ppg_mask.yml``, unless
+``sb3-ppg-zoo`` is the same command. It adds ``ppg``, ``ppg_mask`` (MaskablePPG) and ``ppg_lstm`` (RecurrentPPG) to
+the zoo (:func:`register`), then runs the zoo's script with the remaining arguments, so every zoo option works and
+every zoo algo (``--algo ppo``, ...) keeps working. ``train --algo ppg`` reads the hyperparameters packaged with sb3_ppg
+(``sb3_ppg/hyperparams/ppg.yml``), ``train --algo ppg_mask`` those of ``ppg_mask.yml``, ``--algo ppg_lstm`` those of
+``ppg_lstm.yml`` (rl_zoo3's partially observed envs, e.g. ``CartPoleNoVel-v1``), unless
 ``--conf-file`` is given. ``--conf-file`` also takes the name of another packaged file: ``procgen_replication``
 (Procgen at the paper's full 256-env scale) or ``procgen_ppo_reference`` (the paper's PPO baseline, run by PPG).
 
@@ -58,8 +59,9 @@ PROG = "sb3-ppg-zoo"
 HYPERPARAMS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hyperparams")
 PPG_CONFIG_PATH = os.path.join(HYPERPARAMS_DIR, "ppg.yml")
 PPG_MASK_CONFIG_PATH = os.path.join(HYPERPARAMS_DIR, "ppg_mask.yml")
+PPG_LSTM_CONFIG_PATH = os.path.join(HYPERPARAMS_DIR, "ppg_lstm.yml")
 # The config each algo of this package reads unless --conf-file is given
-DEFAULT_CONFIGS = {"ppg": PPG_CONFIG_PATH, "ppg_mask": PPG_MASK_CONFIG_PATH}
+DEFAULT_CONFIGS = {"ppg": PPG_CONFIG_PATH, "ppg_mask": PPG_MASK_CONFIG_PATH, "ppg_lstm": PPG_LSTM_CONFIG_PATH}
 CONF_FILE_OPTIONS = ("--conf-file", "-conf")
 
 COMMANDS = (
@@ -82,6 +84,7 @@ __all__ = [
     "DEFAULT_CONFIGS",
     "HEARTBEAT_OPTION",
     "PPG_CONFIG_PATH",
+    "PPG_LSTM_CONFIG_PATH",
     "PPG_MASK_CONFIG_PATH",
     "HyperparameterError",
     "PPGExperimentManager",
@@ -98,8 +101,8 @@ __all__ = [
 
 def register() -> None:
     """
-    Make ``ppg`` and ``ppg_mask`` (MaskablePPG) algos of the zoo in this process: their classes, their Optuna sampler
-    and converter (the same: MaskablePPG takes PPG's arguments), and the hyperparameter checks of
+    Make ``ppg``, ``ppg_mask`` (MaskablePPG) and ``ppg_lstm`` (RecurrentPPG) algos of the zoo in this process: their
+    classes, their Optuna sampler and converter (the same: both take PPG's arguments), and the hyperparameter checks of
     :class:`PPGExperimentManager` for ``rl_zoo3.train``. Safe to call more than once.
     """
     import rl_zoo3.train

@@ -37,6 +37,7 @@ from sb3_ppg.common.callbacks import (
 from sb3_ppg.common.envpool import envpool_family, make_envpool_env, register_gymnasium_ids
 from sb3_ppg.ppg import PPG
 from sb3_ppg.ppg_mask import MaskablePPG
+from sb3_ppg.ppg_recurrent import RecurrentPPG
 
 register_gymnasium_ids()
 
@@ -44,7 +45,7 @@ ALGO_NAME = "ppg"
 # The aux buffer saved with the final model by --save-aux-buffer
 FINAL_AUX_BUFFER = "aux_buffer.npz"
 # The zoo's names of this package's algos; their configs get the same checks
-ALGO_CLASSES: dict[str, type[PPG]] = {ALGO_NAME: PPG, "ppg_mask": MaskablePPG}
+ALGO_CLASSES: dict[str, type[PPG]] = {ALGO_NAME: PPG, "ppg_mask": MaskablePPG, "ppg_lstm": RecurrentPPG}
 
 # Keys that rl_zoo3 2.9's ExperimentManager removes from an entry before it calls the constructor
 # (``_preprocess_hyperparams``). ``noise_type``/``noise_std`` are not here: they become an ``action_noise``,
@@ -83,12 +84,16 @@ class HyperparameterError(ValueError):
 def ppg_hyperparameter_names(algo_class: type[PPG] = PPG) -> frozenset[str]:
     """
     :param algo_class: PPG or one of its subclasses (which take PPG's arguments)
-    :return: the ``PPG.__init__`` arguments a config entry may set
+    :return: the ``PPG.__init__`` arguments a config entry may set (with those a subclass adds before its
+        ``**kwargs``, which go on to PPG's)
     """
-    parameters = inspect.signature(algo_class.__init__).parameters
-    return frozenset(
-        name for name in parameters if name != "self" and not name.startswith("_") and name not in COMMAND_LINE_KEYS
-    )
+    names: set[str] = set()
+    for cls in algo_class.__mro__:
+        parameters = inspect.signature(cls.__init__).parameters.values()  # type: ignore[misc]
+        names |= {parameter.name for parameter in parameters if parameter.kind is not parameter.VAR_KEYWORD}
+        if cls is PPG or not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+            break
+    return frozenset(name for name in names if name != "self" and not name.startswith("_") and name not in COMMAND_LINE_KEYS)
 
 
 def check_ppg_hyperparams(
@@ -103,7 +108,7 @@ def check_ppg_hyperparams(
     :param hyperparams: the entry, after the zoo merged the ``--hyperparams`` overrides into it
     :param config: the file (or module) the entry was read from, for the error message
     :param command_line_keys: the ``--hyperparams`` overrides, to say where a bad key came from
-    :param algo_class: the algo the entry is for, PPG or MaskablePPG
+    :param algo_class: the algo the entry is for, PPG, MaskablePPG or RecurrentPPG
     :raises HyperparameterError: naming every unknown or clashing key, or the first missing required one
     """
     command_line_keys = command_line_keys or {}
