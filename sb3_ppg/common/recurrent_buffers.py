@@ -192,7 +192,7 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
         """:return: the whole segments in a minibatch of about ``batch_size`` states (at least one)"""
         return max(1, batch_size // self.n_steps)
 
-    def _segment_indices(self, segments: np.ndarray) -> np.ndarray:
+    def _states_of_segments(self, segments: np.ndarray) -> np.ndarray:
         # Segment r * n_envs + e is env e's steps of rollout r; flat state index: t * n_envs + e
         rollouts, envs = np.divmod(segments, self.n_envs)
         steps = rollouts[:, None] * self.n_steps + np.arange(self.n_steps)[None]
@@ -203,7 +203,7 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
 
     def _sequences(self, segments: np.ndarray) -> RecurrentAuxBufferSamples | RecurrentDictAuxBufferSamples:
         """The minibatch of whole segments ``segments``, cut at episode starts and padded."""
-        inds = self._segment_indices(segments)
+        inds = self._states_of_segments(segments)
         episode_starts = self._flat(self.episode_starts)[inds]
         segment_change = np.zeros(len(inds), dtype=np.float32)
         segment_change[:: self.n_steps] = 1.0
@@ -259,7 +259,7 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
         """
         with th.no_grad():
             for segments in self._batches(chunk_size, shuffle=False):
-                inds = th.as_tensor(self._segment_indices(segments), device=self.device)
+                inds = th.as_tensor(self._states_of_segments(segments), device=self.device)
                 self.distribution_params[inds] = distribution_params_fn(self._sequences(segments))
 
     def recompute_lstm_states(self, states_after: Callable[[PyTorchObs, RNNStates, th.Tensor], RNNStates]) -> None:
@@ -272,7 +272,7 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
         """
         with th.no_grad():
             for rollout in range(self.pos // self.n_steps - 1):
-                inds = self._segment_indices(rollout * self.n_envs + np.arange(self.n_envs))
+                inds = self._states_of_segments(rollout * self.n_envs + np.arange(self.n_envs))
                 observations = self._observations(inds)
                 entering = th.as_tensor(self.segment_states[rollout], device=self.device)
                 states = RNNStates((entering[PI_H], entering[PI_C]), (entering[VF_H], entering[VF_C]))
