@@ -31,6 +31,7 @@ from sb3_ppg.common.envpool import (
     procgen_game_and_mode,
     register_gymnasium_ids,
 )
+from sb3_ppg.common.seeding import fold_seed
 
 PROCGEN_ID = "StarpilotHard-v0"
 QT_MESSAGE = "EnvPool Procgen requires the system Qt 5 runtime on Linux."
@@ -232,6 +233,56 @@ def test_seeding_is_reproducible():
     assert env.pool is pool
 
 
+@needs_envpool
+@pytest.mark.parametrize("seed", [0, 2**31 - 1, 2**31, 3_500_696_360, 2**32 - 1])
+def test_every_seed_of_sb3s_range_builds_resets_and_steps(seed):
+    # The RL Zoo draws its seeds from [0, 2**32 - 1]; EnvPool takes int32 seeds only
+    env = EnvPoolVecEnv(PROCGEN_ID, n_envs=2, seed=seed)
+    assert env.pool_seed == (seed if seed < 2**31 else fold_seed(seed, 2**31))
+    assert 0 <= env.pool_seed < 2**31 and env.pool.config["seed"] == env.pool_seed
+    first = env.reset()
+    observations, rewards, dones, infos = env.step(np.array([1, 2]))
+    assert observations.shape == (2, 3, 64, 64) and rewards.shape == (2,) and len(infos) == 2
+    env.close()
+    # Same seed, same levels
+    again = EnvPoolVecEnv(PROCGEN_ID, n_envs=2, seed=seed)
+    np.testing.assert_array_equal(again.reset(), first)
+    again.close()
+
+
+@needs_envpool
+def test_seed_method_takes_large_seeds():
+    seed = 2**32 - 1
+    expected = EnvPoolVecEnv(PROCGEN_ID, n_envs=2, seed=seed).reset()
+    env = EnvPoolVecEnv(PROCGEN_ID, n_envs=2, seed=0)
+    first = env.reset()
+    # SB3's numbering of the envs' seeds, beyond 2**32 for the second env
+    assert env.seed(seed) == [seed, seed + 1]
+    np.testing.assert_array_equal(env.reset(), expected)
+    assert env.pool_seed == fold_seed(seed, 2**31) and not np.array_equal(expected, first)
+    # Seeds below 2**31 are EnvPool's own seeds: distinct ones stay distinct
+    env.seed(2**31 - 1)
+    top = env.reset()
+    assert env.pool_seed == 2**31 - 1
+    env.seed(2**31 - 2)
+    assert not np.array_equal(env.reset(), top)
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0.*got -5"):
+        env.seed(-5)
+    env.close()
+
+
+@needs_envpool
+def test_int_options_must_fit_envpools_int32():
+    with pytest.raises(ValueError, match=r"max_episode_steps must be an integer in \[-2147483648, 2147483647\].*got 2147483648"):
+        make_atari_env("pong", max_episode_steps=2**31)
+    with pytest.raises(ValueError, match=r"num_threads must be an integer in \[0, 2147483647\].*got -2"):
+        EnvPoolVecEnv("Pong-v5", num_threads=-2)
+    # In range they pass to EnvPool as they are
+    env = make_procgen_env("starpilot", num_levels=2**31 - 1, num_threads=1)
+    assert (env.pool.config["num_levels"], env.pool.config["num_threads"]) == (2**31 - 1, 1)
+    env.close()
+
+
 # --- Training --------------------------------------------------------------------------------------------
 
 
@@ -375,6 +426,10 @@ def test_gymnasium_ids_make_single_envs():
     assert "Pong-v5" in gym.envs.registry
     env = gym.make(PROCGEN_ID)
     assert isinstance(env.unwrapped, EnvPoolGymEnv)
+    obs, _ = env.reset(seed=2**32 - 1)
+    assert obs.shape == (3, 64, 64) and env.unwrapped._vec_env.pool_seed == fold_seed(2**32 - 1, 2**31)
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0.*got -1"):
+        env.reset(seed=-1)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (3, 64, 64)
     rng = np.random.default_rng(0)
@@ -406,12 +461,31 @@ def test_ids_and_argument_errors():
         make_procgen_env("bigfish", distribution_mode="extreme")
     with pytest.raises(ValueError, match="distribution_mode='easy' contradicts the id 'StarpilotHard-v0'"):
         make_procgen_env(PROCGEN_ID, distribution_mode="easy")
-    with pytest.raises(ValueError, match="num_levels must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"num_levels must be an integer in \[0, 2147483647\] \(EnvPool's int32\), got -1"):
         make_procgen_env("starpilot", num_levels=-1)
     with pytest.raises(ValueError, match="max_episode_steps cannot be set for Procgen"):
         make_procgen_env("starpilot", max_episode_steps=100)
-    with pytest.raises(ValueError, match="n_envs must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"n_envs must be an integer in \[1, 2147483647\] \(EnvPool's int32\), got 0"):
         EnvPoolVecEnv(PROCGEN_ID, n_envs=0)
+    with pytest.raises(ValueError, match=r"n_envs must be an integer in \[1, 2147483647\].*got 2147483648"):
+        EnvPoolVecEnv(PROCGEN_ID, n_envs=2**31)
+    # EnvPool aborts the whole process on a negative num_threads
+    with pytest.raises(ValueError, match=r"num_threads must be an integer in \[0, 2147483647\].*got -1"):
+        make_procgen_env("starpilot", num_threads=-1)
+    with pytest.raises(ValueError, match=r"num_levels must be an integer in \[0, 2147483647\].*got 2147483648"):
+        make_procgen_env("starpilot", num_levels=2**31)
+    with pytest.raises(ValueError, match=r"start_level must be an integer in \[0, 2147483647\].*got 1.5"):
+        make_procgen_env("starpilot", start_level=1.5)
+    # Levels past int32 would wrap to negative level seeds
+    with pytest.raises(ValueError, match=r"start_level \+ num_levels must be at most 2\*\*31.*start_level=2147483640 and num_levels=10"):
+        make_procgen_env("starpilot", num_levels=10, start_level=2**31 - 8)
+
+
+@pytest.mark.parametrize("seed", [-1, -(2**40), 2.0, "3", True])
+def test_a_seed_that_is_not_an_int_at_least_0_is_refused(seed):
+    # Checked before envpool is imported: this runs without it too
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0 \(any non-negative int.*\[0, 2\*\*32 - 1\]"):
+        EnvPoolVecEnv(PROCGEN_ID, seed=seed)
 
 
 @needs_envpool
