@@ -89,9 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sb3_ppg", description=__doc__.split("\n\n")[1].strip())
     parser.add_argument("--env", default="LunarLander-v2", help="gymnasium environment id")
     parser.add_argument("--timesteps", type=int, default=1_000_000, help="environment steps to train for")
-    parser.add_argument(
-        "--seed", type=int, default=0, help="random seed of the model and the environments, in [0, 2**32 - 1]"
-    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the model and the environments, in [0, 2**32 - 1]")
     parser.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: the env's entry, or 1)")
     parser.add_argument("--eval-freq", type=int, default=25_000, help="evaluate every this many environment steps")
     parser.add_argument("--eval-episodes", type=int, default=20, help="deterministic episodes per evaluation")

@@ -241,7 +241,7 @@ def test_every_seed_of_sb3s_range_builds_resets_and_steps(seed):
     assert env.pool_seed == (seed if seed < 2**31 else fold_seed(seed, 2**31))
     assert 0 <= env.pool_seed < 2**31 and env.pool.config["seed"] == env.pool_seed
     first = env.reset()
-    observations, rewards, dones, infos = env.step(np.array([1, 2]))
+    observations, rewards, _, infos = env.step(np.array([1, 2]))
     assert observations.shape == (2, 3, 64, 64) and rewards.shape == (2,) and len(infos) == 2
     env.close()
     # Same seed, same levels
@@ -273,7 +273,9 @@ def test_seed_method_takes_large_seeds():
 
 @needs_envpool
 def test_int_options_must_fit_envpools_int32():
-    with pytest.raises(ValueError, match=r"max_episode_steps must be an integer in \[-2147483648, 2147483647\].*got 2147483648"):
+    with pytest.raises(
+        ValueError, match=r"max_episode_steps must be an integer in \[-2147483648, 2147483647\].*got 2147483648"
+    ):
         make_atari_env("pong", max_episode_steps=2**31)
     with pytest.raises(ValueError, match=r"num_threads must be an integer in \[0, 2147483647\].*got -2"):
         EnvPoolVecEnv("Pong-v5", num_threads=-2)
@@ -332,9 +334,12 @@ def test_training_command_builds_envpool_envs(tmp_path, monkeypatch):
     original = train.make_env
     monkeypatch.setattr(train, "make_env", lambda *args, **kwargs: made.append(original(*args, **kwargs)) or made[-1])
     save_path = str(tmp_path / "model")
+    # A seed past EnvPool's int32, as `make train SEED=...` may pass
+    seed = 2**32 - 1
     train.main(["--env", PROCGEN_ID, "--timesteps", "64", "--n-envs", "2", "--eval-freq", "100000", "--eval-episodes", "1",
-                "--save-path", save_path, "--no-progress-bar"])  # fmt: skip
+                "--save-path", save_path, "--no-progress-bar", "--seed", str(seed)])  # fmt: skip
     assert [type(env) for env in made] == [EnvPoolVecEnv, EnvPoolVecEnv]
+    assert [env.pool_seed for env in made] == [fold_seed(seed, 2**31), fold_seed(seed + 10_000, 2**31)]
     assert [env.num_envs for env in made] == [2, 1]
     assert made[0].pool.config["num_levels"] == 5
     model = PPG.load(save_path, device="cpu")
@@ -403,6 +408,24 @@ def test_zoo_trains_the_packaged_procgen_entries(tmp_path, conf_file, arch):
     with open(run_folder / PROCGEN_ID / "vecnormalize.pkl", "rb") as file:
         vec_normalize = pickle.load(file)
     assert (vec_normalize.gamma, vec_normalize.clip_reward, vec_normalize.norm_obs) == (0.99, 10.0, False)
+
+
+@needs_envpool
+def test_readme_procgen_command_runs_on_the_zoos_own_seed_draw(tmp_path):
+    # The README's command, no --seed: the zoo draws one from [0, 2**32 - 1], here one past EnvPool's int32
+    pytest.importorskip("rl_zoo3", reason="the zoo integration needs the zoo extra: pip install -e '.[zoo]'")
+    from tests.conftest import forced_zoo_seed, run_zoo
+
+    seed = 3_500_696_360
+    small = ["n_envs:2", "n_steps:32", "batch_size:64", "n_policy_iterations:2", "n_aux_epochs:1", "aux_batch_size:64"]
+    small += ["policy_kwargs:dict(features_extractor_kwargs=dict(features_dim=32, channels=(4, 8, 8)))"]
+    result = run_zoo(
+        "train", "--algo", "ppg", "--env", PROCGEN_ID, "-f", "logs", "-n", "256", "--hyperparams", *small,
+        cwd=tmp_path, prelude=forced_zoo_seed(seed),
+    )  # fmt: skip
+    assert f"Seed: {seed}" in result.stdout
+    model = PPG.load(tmp_path / "logs" / "ppg" / f"{PROCGEN_ID}_1" / f"{PROCGEN_ID}.zip", device="cpu")
+    assert model.num_timesteps == 256 and model._n_aux_phases == 2
 
 
 def test_zoo_keeps_the_gamma_of_normalize():
@@ -477,7 +500,9 @@ def test_ids_and_argument_errors():
     with pytest.raises(ValueError, match=r"start_level must be an integer in \[0, 2147483647\].*got 1.5"):
         make_procgen_env("starpilot", start_level=1.5)
     # Levels past int32 would wrap to negative level seeds
-    with pytest.raises(ValueError, match=r"start_level \+ num_levels must be at most 2\*\*31.*start_level=2147483640 and num_levels=10"):
+    with pytest.raises(
+        ValueError, match=r"start_level \+ num_levels must be at most 2\*\*31.*start_level=2147483640 and num_levels=10"
+    ):
         make_procgen_env("starpilot", num_levels=10, start_level=2**31 - 8)
 
 

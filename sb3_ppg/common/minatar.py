@@ -48,7 +48,9 @@ class MinAtarEnv(BaseEnv):
         if game not in MINATAR_GAMES:
             raise ValueError(f"game must be one of MinAtar's games, {', '.join(MINATAR_GAMES)}; got {game!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {', '.join(self.metadata['render_modes'])}, got {render_mode!r}")
+            raise ValueError(
+                f"render_mode must be None or one of {', '.join(self.metadata['render_modes'])}, got {render_mode!r}"
+            )
         check_int("display_time", display_time, 1)
         is_number = isinstance(sticky_action_prob, (int, float)) and not isinstance(sticky_action_prob, bool)
         if not (is_number and math.isfinite(sticky_action_prob) and 0 <= sticky_action_prob <= 1):
