@@ -211,7 +211,7 @@ class EnvPoolVecEnv(VecEnv):
         (``monitor.csv`` in it) or a file name; None writes nothing
     :param envpool_kwargs: options of the EnvPool env (``envpool.make_spec(env_id).config``, e.g. ``num_levels``
         for Procgen, ``episodic_life`` for Atari, ``num_threads``) and ``render_mode`` (None or ``"rgb_array"``).
-        Integer options must fit EnvPool's int32; ``num_threads`` (0: one per core), ``num_levels`` and
+        Integer options must fit EnvPool's int32; ``num_threads`` (0: EnvPool's default), ``num_levels`` and
         ``start_level`` must be >= 0, and Procgen's levels ``start_level + num_levels - 1`` below 2**31
     """
 
