@@ -28,6 +28,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
 from sb3_ppg.common.envpool import envpool_family, make_envpool_env
+from sb3_ppg.common.seeding import UINT32_LIMIT
 from sb3_ppg.ppg import PPG
 
 
@@ -88,7 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m sb3_ppg", description=__doc__.split("\n\n")[1].strip())
     parser.add_argument("--env", default="LunarLander-v2", help="gymnasium environment id")
     parser.add_argument("--timesteps", type=int, default=1_000_000, help="environment steps to train for")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the model and the environments")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the model and the environments, in [0, 2**32 - 1]")
     parser.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: the env's entry, or 1)")
     parser.add_argument("--eval-freq", type=int, default=25_000, help="evaluate every this many environment steps")
     parser.add_argument("--eval-episodes", type=int, default=20, help="deterministic episodes per evaluation")
@@ -99,6 +100,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name in ("timesteps", "n_envs", "eval_freq", "eval_episodes"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    # The model's seed goes to np.random.seed, which takes no more; the envs take any seed
+    if not 0 <= args.seed < UINT32_LIMIT:
+        parser.error(f"--seed must be in [0, 2**32 - 1] = [0, {UINT32_LIMIT - 1}], got {args.seed}")
     return args
 
 

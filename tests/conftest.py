@@ -19,9 +19,14 @@ def _one_torch_thread():
 SMALL = dict(n_steps=64, batch_size=32, n_epochs=2, n_value_epochs=2, n_policy_iterations=2, n_aux_epochs=2, aux_batch_size=32)
 
 
-def zoo_command(*args: str) -> list[str]:
-    """The command line of ``python -m sb3_ppg.zoo *args`` with this interpreter."""
-    return [sys.executable, "-m", "sb3_ppg.zoo", *args]
+def zoo_command(*args: str, prelude: str | None = None) -> list[str]:
+    """
+    The command line of ``python -m sb3_ppg.zoo *args`` with this interpreter; with ``prelude``, the same run with
+    that Python code run first in the process (to patch what the zoo calls).
+    """
+    if prelude is None:
+        return [sys.executable, "-m", "sb3_ppg.zoo", *args]
+    return [sys.executable, "-c", f"{prelude}\nimport sys\nfrom sb3_ppg.zoo import main\nmain(sys.argv[1:])", *args]
 
 
 def zoo_env() -> dict[str, str]:
@@ -30,9 +35,27 @@ def zoo_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(python_path), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
-def run_zoo(*args: str, cwd: Path, expect_success: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m sb3_ppg.zoo *args`` and wait for it; it must succeed unless ``expect_success`` is False."""
-    result = subprocess.run(zoo_command(*args), cwd=cwd, env=zoo_env(), capture_output=True, text=True, timeout=600)
+def forced_zoo_seed(seed: int) -> str:
+    """
+    A ``prelude`` for :func:`run_zoo` under which RL Zoo's own draw of a seed, when ``--seed`` is left out
+    (``np.random.randint(2**32 - 1, dtype="int64")``), returns ``seed``; the zoo prints it as ``Seed: <seed>``.
+    """
+    return (
+        "import numpy as np\n"
+        "_randint = np.random.randint\n"
+        f"np.random.randint = lambda high, *args, **kwargs: np.int64({seed}) if high == 2**32 - 1 and not args "
+        "else _randint(high, *args, **kwargs)"
+    )
+
+
+def run_zoo(*args: str, cwd: Path, expect_success: bool = True, prelude: str | None = None) -> subprocess.CompletedProcess:
+    """
+    Run ``python -m sb3_ppg.zoo *args`` (after ``prelude``, see :func:`zoo_command`) and wait for it; it must succeed
+    unless ``expect_success`` is False.
+    """
+    result = subprocess.run(
+        zoo_command(*args, prelude=prelude), cwd=cwd, env=zoo_env(), capture_output=True, text=True, timeout=600
+    )
     if expect_success:
         output = f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
         assert result.returncode == 0, f"exit code {result.returncode}\n{output}"

@@ -31,6 +31,7 @@ from sb3_ppg.common.envpool import (
     procgen_game_and_mode,
     register_gymnasium_ids,
 )
+from sb3_ppg.common.seeding import fold_seed
 
 PROCGEN_ID = "StarpilotHard-v0"
 QT_MESSAGE = "EnvPool Procgen requires the system Qt 5 runtime on Linux."
@@ -232,6 +233,58 @@ def test_seeding_is_reproducible():
     assert env.pool is pool
 
 
+@needs_envpool
+@pytest.mark.parametrize("seed", [0, 2**31 - 1, 2**31, 3_500_696_360, 2**32 - 1])
+def test_every_seed_of_sb3s_range_builds_resets_and_steps(seed):
+    # The RL Zoo draws its seeds from [0, 2**32 - 1]; EnvPool takes int32 seeds only
+    env = EnvPoolVecEnv(PROCGEN_ID, n_envs=2, seed=seed)
+    assert env.pool_seed == (seed if seed < 2**31 else fold_seed(seed, 2**31))
+    assert 0 <= env.pool_seed < 2**31 and env.pool.config["seed"] == env.pool_seed
+    first = env.reset()
+    observations, rewards, _, infos = env.step(np.array([1, 2]))
+    assert observations.shape == (2, 3, 64, 64) and rewards.shape == (2,) and len(infos) == 2
+    env.close()
+    # Same seed, same levels
+    again = EnvPoolVecEnv(PROCGEN_ID, n_envs=2, seed=seed)
+    np.testing.assert_array_equal(again.reset(), first)
+    again.close()
+
+
+@needs_envpool
+def test_seed_method_takes_large_seeds():
+    seed = 2**32 - 1
+    expected = EnvPoolVecEnv(PROCGEN_ID, n_envs=2, seed=seed).reset()
+    env = EnvPoolVecEnv(PROCGEN_ID, n_envs=2, seed=0)
+    first = env.reset()
+    # SB3's numbering of the envs' seeds, beyond 2**32 for the second env
+    assert env.seed(seed) == [seed, seed + 1]
+    np.testing.assert_array_equal(env.reset(), expected)
+    assert env.pool_seed == fold_seed(seed, 2**31) and not np.array_equal(expected, first)
+    # Seeds below 2**31 are EnvPool's own seeds: distinct ones stay distinct
+    env.seed(2**31 - 1)
+    top = env.reset()
+    assert env.pool_seed == 2**31 - 1
+    env.seed(2**31 - 2)
+    assert not np.array_equal(env.reset(), top)
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0.*got -5"):
+        env.seed(-5)
+    env.close()
+
+
+@needs_envpool
+def test_int_options_must_fit_envpools_int32():
+    with pytest.raises(
+        ValueError, match=r"max_episode_steps must be an integer in \[-2147483648, 2147483647\].*got 2147483648"
+    ):
+        make_atari_env("pong", max_episode_steps=2**31)
+    with pytest.raises(ValueError, match=r"num_threads must be an integer in \[0, 2147483647\].*got -2"):
+        EnvPoolVecEnv("Pong-v5", num_threads=-2)
+    # In range they pass to EnvPool as they are
+    env = make_procgen_env("starpilot", num_levels=2**31 - 1, num_threads=1)
+    assert (env.pool.config["num_levels"], env.pool.config["num_threads"]) == (2**31 - 1, 1)
+    env.close()
+
+
 # --- Training --------------------------------------------------------------------------------------------
 
 
@@ -281,9 +334,12 @@ def test_training_command_builds_envpool_envs(tmp_path, monkeypatch):
     original = train.make_env
     monkeypatch.setattr(train, "make_env", lambda *args, **kwargs: made.append(original(*args, **kwargs)) or made[-1])
     save_path = str(tmp_path / "model")
+    # A seed past EnvPool's int32, as `make train SEED=...` may pass
+    seed = 2**32 - 1
     train.main(["--env", PROCGEN_ID, "--timesteps", "64", "--n-envs", "2", "--eval-freq", "100000", "--eval-episodes", "1",
-                "--save-path", save_path, "--no-progress-bar"])  # fmt: skip
+                "--save-path", save_path, "--no-progress-bar", "--seed", str(seed)])  # fmt: skip
     assert [type(env) for env in made] == [EnvPoolVecEnv, EnvPoolVecEnv]
+    assert [env.pool_seed for env in made] == [fold_seed(seed, 2**31), fold_seed(seed + 10_000, 2**31)]
     assert [env.num_envs for env in made] == [2, 1]
     assert made[0].pool.config["num_levels"] == 5
     model = PPG.load(save_path, device="cpu")
@@ -355,6 +411,24 @@ def test_zoo_trains_the_packaged_procgen_entries(tmp_path, conf_file, arch):
     assert (vec_normalize.gamma, vec_normalize.clip_reward, vec_normalize.norm_obs) == (0.99, 10.0, False)
 
 
+@needs_envpool
+def test_readme_procgen_command_runs_on_the_zoos_own_seed_draw(tmp_path):
+    # The README's command, no --seed: the zoo draws one from [0, 2**32 - 1], here one past EnvPool's int32
+    pytest.importorskip("rl_zoo3", reason="the zoo integration needs the zoo extra: pip install -e '.[zoo]'")
+    from tests.conftest import forced_zoo_seed, run_zoo
+
+    seed = 3_500_696_360
+    small = ["n_envs:2", "n_steps:32", "batch_size:64", "n_policy_iterations:2", "n_aux_epochs:1", "aux_batch_size:64"]
+    small += ["policy_kwargs:dict(features_extractor_kwargs=dict(features_dim=32, channels=(4, 8, 8)))"]
+    result = run_zoo(
+        "train", "--algo", "ppg", "--env", PROCGEN_ID, "-f", "logs", "-n", "256", "--hyperparams", *small,
+        cwd=tmp_path, prelude=forced_zoo_seed(seed),
+    )  # fmt: skip
+    assert f"Seed: {seed}" in result.stdout
+    model = PPG.load(tmp_path / "logs" / "ppg" / f"{PROCGEN_ID}_1" / f"{PROCGEN_ID}.zip", device="cpu")
+    assert model.num_timesteps == 256 and model._n_aux_phases == 2
+
+
 def test_zoo_keeps_the_gamma_of_normalize():
     pytest.importorskip("rl_zoo3", reason="the zoo integration needs the zoo extra: pip install -e '.[zoo]'")
     from sb3_ppg.zoo import PPGExperimentManager
@@ -376,6 +450,10 @@ def test_gymnasium_ids_make_single_envs():
     assert "Pong-v5" in gym.envs.registry
     env = gym.make(PROCGEN_ID)
     assert isinstance(env.unwrapped, EnvPoolGymEnv)
+    obs, _ = env.reset(seed=2**32 - 1)
+    assert obs.shape == (3, 64, 64) and env.unwrapped._vec_env.pool_seed == fold_seed(2**32 - 1, 2**31)
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0.*got -1"):
+        env.reset(seed=-1)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (3, 64, 64)
     rng = np.random.default_rng(0)
@@ -407,12 +485,33 @@ def test_ids_and_argument_errors():
         make_procgen_env("bigfish", distribution_mode="extreme")
     with pytest.raises(ValueError, match="distribution_mode='easy' contradicts the id 'StarpilotHard-v0'"):
         make_procgen_env(PROCGEN_ID, distribution_mode="easy")
-    with pytest.raises(ValueError, match="num_levels must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"num_levels must be an integer in \[0, 2147483647\] \(EnvPool's int32\), got -1"):
         make_procgen_env("starpilot", num_levels=-1)
     with pytest.raises(ValueError, match="max_episode_steps cannot be set for Procgen"):
         make_procgen_env("starpilot", max_episode_steps=100)
-    with pytest.raises(ValueError, match="n_envs must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"n_envs must be an integer in \[1, 2147483647\] \(EnvPool's int32\), got 0"):
         EnvPoolVecEnv(PROCGEN_ID, n_envs=0)
+    with pytest.raises(ValueError, match=r"n_envs must be an integer in \[1, 2147483647\].*got 2147483648"):
+        EnvPoolVecEnv(PROCGEN_ID, n_envs=2**31)
+    # EnvPool aborts the whole process on a negative num_threads
+    with pytest.raises(ValueError, match=r"num_threads must be an integer in \[0, 2147483647\].*got -1"):
+        make_procgen_env("starpilot", num_threads=-1)
+    with pytest.raises(ValueError, match=r"num_levels must be an integer in \[0, 2147483647\].*got 2147483648"):
+        make_procgen_env("starpilot", num_levels=2**31)
+    with pytest.raises(ValueError, match=r"start_level must be an integer in \[0, 2147483647\].*got 1.5"):
+        make_procgen_env("starpilot", start_level=1.5)
+    # Levels past int32 would wrap to negative level seeds
+    with pytest.raises(
+        ValueError, match=r"start_level \+ num_levels must be at most 2\*\*31.*start_level=2147483640 and num_levels=10"
+    ):
+        make_procgen_env("starpilot", num_levels=10, start_level=2**31 - 8)
+
+
+@pytest.mark.parametrize("seed", [-1, -(2**40), 2.0, "3", True])
+def test_a_seed_that_is_not_an_int_at_least_0_is_refused(seed):
+    # Checked before envpool is imported: this runs without it too
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0 \(any non-negative int.*\[0, 2\*\*32 - 1\]"):
+        EnvPoolVecEnv(PROCGEN_ID, seed=seed)
 
 
 @needs_envpool

@@ -1,4 +1,6 @@
 import math
+import shlex
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +16,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 import sb3_ppg.ppg.ppg as ppg_module
 from sb3_ppg import PPG
 from sb3_ppg.common import env_aliases
-from tests.conftest import SMALL
+from tests.conftest import REPO_ROOT, SMALL
 
 
 def test_the_readme_line_runs_on_lunar_lander_v2(monkeypatch):
@@ -266,3 +268,45 @@ def test_shared_ppg_without_aux_phase_trains_bitwise_as_sb3_ppo(env_id):
         assert th.equal(ppo_end[name], ppg_end[name]), name
     for name in ("observations", "actions", "log_probs", "advantages"):
         assert np.array_equal(getattr(ppo.rollout_buffer, name), getattr(ppg.rollout_buffer, name)), name
+
+
+# MinAtar seeds numpy's RandomState, which takes seeds below 2**32 only
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "MinAtar/Breakout-v1"])
+def test_make_train_runs_with_a_seed_past_int32(env_id, tmp_path, monkeypatch):
+    """``make train SEED=...``: the README's command, with the largest seed numpy takes, on a tiny budget."""
+    from sb3_ppg import train
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    seed = 2**32 - 1
+    # -n prints the recipes without running them (the install steps included)
+    dry_run = subprocess.run(
+        ["make", "-n", "train", "PYTHON=python", f"ENV={env_id}", "TIMESTEPS=64", f"SEED={seed}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    command = next(shlex.split(line) for line in dry_run.stdout.splitlines() if " -m sb3_ppg " in line)
+    assert command == ["python", "-m", "sb3_ppg", "--env", env_id, "--timesteps", "64", "--seed", str(seed)]
+
+    if env_id.startswith("MinAtar"):
+        # The packaged entry, at a size for a test (64 envs x 128 steps otherwise)
+        config = dict(train.load_config(env_id), n_envs=2, n_steps=32, batch_size=64, n_policy_iterations=1,
+                      n_epochs=1, n_value_epochs=1, n_aux_epochs=1, aux_batch_size=64)  # fmt: skip
+        monkeypatch.setattr(train, "load_config", lambda env_id: dict(config))
+    seeds = []
+    original = train.make_env
+    monkeypatch.setattr(train, "make_env", lambda *args, **kwargs: seeds.append(kwargs["seed"]) or original(*args, **kwargs))
+    save_path = str(tmp_path / "model")
+    mean_return = train.main([*command[3:], "--eval-episodes", "2", "--save-path", save_path, "--no-progress-bar"])
+    assert np.isfinite(mean_return)
+    # The second training env's seed is 2**32, the evaluation env's past it too
+    assert seeds == [seed, seed + 10_000]
+    assert PPG.load(save_path, device="cpu").seed == seed
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_training_command_refuses_seeds_numpy_does_not_take(seed, capsys):
+    from sb3_ppg import train
+
+    with pytest.raises(SystemExit):
+        train.parse_args(["--seed", seed])
+    assert f"--seed must be in [0, 2**32 - 1] = [0, {2**32 - 1}], got {seed}" in capsys.readouterr().err

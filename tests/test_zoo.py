@@ -311,14 +311,18 @@ def test_every_ppg_yml_entry_builds_a_model(env_id, tmp_path):
 
 
 def test_train_minatar_with_its_packaged_entry(tmp_path):
-    """The zoo's processes see MinAtar's ids (registered by sb3_ppg), the alias and the entry's env_kwargs."""
+    """
+    The zoo's processes see MinAtar's ids (registered by sb3_ppg), the alias and the entry's env_kwargs; and they take
+    the largest seed the zoo draws, though the second env's seed, 2**32, is past what MinAtar itself takes.
+    """
     env_id = "MinAtar/Breakout-v1"
     small = ["n_envs:2", "n_steps:64", "batch_size:64", "n_policy_iterations:2", "aux_batch_size:128"]
-    run_zoo(
-        "train", "--algo", "ppg", "--env", env_id, "-n", "256", "--seed", "0", "--eval-freq", "-1", "-f", "logs",
-        "--hyperparams", *small,
+    result = run_zoo(
+        "train", "--algo", "ppg", "--env", env_id, "-n", "256", "--seed", str(2**32 - 1), "--eval-freq", "-1",
+        "-f", "logs", "--hyperparams", *small,
         cwd=tmp_path,
     )  # fmt: skip
+    assert f"Seed: {2**32 - 1}" in result.stdout
     # The zoo turns the "/" of the id into "-" in its folder and file names
     model = PPG.load(tmp_path / "logs" / "ppg" / "MinAtar-Breakout-v1_1" / "MinAtar-Breakout-v1.zip", device="cpu")
     assert type(model.policy).__name__ == "AuxActorCriticMinAtarCnnPolicy" and model.policy.arch == "detach"

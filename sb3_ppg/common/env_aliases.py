@@ -9,8 +9,10 @@ Where neither applies, ``"sb3_ppg:LunarLander-v2"`` makes gymnasium import ``sb3
 It also registers ``InvalidActionEnvDiscrete-v0``, SB3-Contrib's masked identity task, which gymnasium does not
 know: the RL Zoo trains only registered ids, and ``--algo ppg_mask`` needs an env with action masks.
 
-Where ``minatar`` is installed, it registers MinAtar's games (``MinAtar/Breakout-v1``, ...) as MinAtar's own
-``register_envs()`` does: gymnasium 1.x no longer loads MinAtar's plugin, and importing it here would cost a second.
+Where ``minatar`` is installed, it registers MinAtar's games (``MinAtar/Breakout-v1``, ...) under the ids and
+options of MinAtar's own ``register_envs()``: gymnasium 1.x no longer loads MinAtar's plugin, and importing it here
+would cost a second. They are made as :class:`sb3_ppg.common.minatar.MinAtarEnv`, MinAtar's env with its seeds
+and options checked: it takes every seed gymnasium takes, MinAtar alone only seeds below 2**32.
 """
 
 import importlib.util
@@ -100,7 +102,7 @@ def register_aliases() -> None:
                 if minatar_env_id(game, version) not in gym.registry:
                     gym.register(
                         id=minatar_env_id(game, version),
-                        entry_point="minatar.gym:BaseEnv",
+                        entry_point="sb3_ppg.common.minatar:MinAtarEnv",
                         kwargs=dict(game=game, use_minimal_action_set=minimal_actions),
                     )
     _preload_in_forkserver()

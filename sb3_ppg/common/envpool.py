@@ -24,6 +24,8 @@ from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from sb3_ppg.common.seeding import INT32_LIMIT, check_int, check_seed, fold_seed
+
 __all__ = [
     "ATARI_VERSION",
     "PROCGEN_DISTRIBUTION_MODES",
@@ -70,6 +72,10 @@ ATARI_VERSION = "-v5"
 
 # Config keys that EnvPoolVecEnv sets itself: the batch is always the whole pool (synchronous stepping)
 _RESERVED_KEYS = frozenset({"num_envs", "batch_size", "seed", "env_seed", "max_num_players", "gym_reset_return_info"})
+
+# Options that EnvPool takes as int32 but that mean nothing below 0 (a negative num_threads aborts the process)
+_NON_NEGATIVE_OPTIONS = ("num_threads", "num_levels", "start_level")
+_INT32 = " (EnvPool's int32)"
 
 _PROCGEN_IDS = {
     f"{game.capitalize()}{mode.capitalize()}-v0": (game, mode) for game, modes in PROCGEN_GAMES.items() for mode in modes
@@ -158,9 +164,18 @@ def procgen_game_and_mode(env_id: str) -> tuple[str, str]:
     return _PROCGEN_IDS[env_id]
 
 
-def _check_count(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _check_options(options: dict[str, Any]) -> None:
+    """Check the int options whose range is known without envpool: the counts, and Procgen's level range."""
+    for name in _NON_NEGATIVE_OPTIONS:
+        if name in options:
+            check_int(name, options[name], 0, INT32_LIMIT - 1, _INT32)
+    num_levels, start_level = options.get("num_levels", 0), options.get("start_level", 0)
+    # Procgen's levels are seeds start_level .. start_level + num_levels - 1: past int32 they wrap to negative seeds
+    if num_levels > 0 and start_level + num_levels > INT32_LIMIT:
+        raise ValueError(
+            f"start_level + num_levels must be at most 2**31 = {INT32_LIMIT} (Procgen's level seeds are int32), "
+            f"got start_level={start_level} and num_levels={num_levels}"
+        )
 
 
 class EnvPoolVecEnv(VecEnv):
@@ -183,13 +198,21 @@ class EnvPoolVecEnv(VecEnv):
     when the pool is built; each env gets its own stream derived from the pool's seed). A pool that is still
     fresh, with that seed already, is kept.
 
+    Every non-negative int is a seed, as in SB3 and gymnasium (the RL Zoo draws its default from [0, 2**32 - 1]),
+    but EnvPool takes only int32 seeds. So the pool is built with
+    :func:`fold_seed(seed, 2**31) <sb3_ppg.common.seeding.fold_seed>` (:attr:`pool_seed`): a seed below 2**31 is
+    itself, a larger one is hashed into [0, 2**31 - 1] by numpy's ``SeedSequence``. The same seed always gives the
+    same pool seed, hence the same levels, and distinct seeds below 2**31 give distinct pools.
+
     :param env_id: an EnvPool id, e.g. ``"StarpilotHard-v0"`` or ``"Pong-v5"``
     :param n_envs: number of environments in the pool
-    :param seed: seed of the pool; None draws one
+    :param seed: seed of the pool, any int >= 0 (see Seeding above); None draws one
     :param monitor_file: where to write the episodes as a Monitor CSV (SB3's ``load_results`` reads it): a folder
         (``monitor.csv`` in it) or a file name; None writes nothing
     :param envpool_kwargs: options of the EnvPool env (``envpool.make_spec(env_id).config``, e.g. ``num_levels``
-        for Procgen, ``episodic_life`` for Atari, ``num_threads``) and ``render_mode`` (None or ``"rgb_array"``)
+        for Procgen, ``episodic_life`` for Atari, ``num_threads``) and ``render_mode`` (None or ``"rgb_array"``).
+        Integer options must fit EnvPool's int32; ``num_threads`` (0: EnvPool's default), ``num_levels`` and
+        ``start_level`` must be >= 0, and Procgen's levels ``start_level + num_levels - 1`` below 2**31
     """
 
     def __init__(
@@ -200,13 +223,12 @@ class EnvPoolVecEnv(VecEnv):
         monitor_file: str | None = None,
         **envpool_kwargs: Any,
     ):
-        _check_count("n_envs", n_envs, 1)
-        if seed is not None:
-            _check_count("seed", seed, 0)
+        check_int("n_envs", n_envs, 1, INT32_LIMIT - 1, _INT32)
+        self._seed = fold_seed(self._draw_seed() if seed is None else seed, INT32_LIMIT)
         self.env_id = env_id
         self._envpool_kwargs = dict(envpool_kwargs)
+        _check_options(self._envpool_kwargs)
         self._check_kwargs()
-        self._seed = self._draw_seed() if seed is None else int(seed)
         self._pool = self._make_pool(n_envs, self._seed)
         # A pool not reset or stepped since it was built: seed() with its own seed keeps it
         self._fresh = True
@@ -233,7 +255,8 @@ class EnvPoolVecEnv(VecEnv):
     def _check_kwargs(self) -> None:
         envpool = _import_envpool()
         try:
-            config_keys = set(envpool.make_spec(self.env_id).config._fields)
+            config = envpool.make_spec(self.env_id).config
+            config_keys = set(config._fields)
         except ImportError as error:
             raise _explain_import_error(error, self.env_id) from error
         except (KeyError, AssertionError) as error:
@@ -246,6 +269,11 @@ class EnvPoolVecEnv(VecEnv):
             raise ValueError(
                 f"unknown EnvPool options for {self.env_id}: {', '.join(unknown)}{hint}; allowed: {', '.join(sorted(allowed))}"
             )
+        for key, value in self._envpool_kwargs.items():
+            default = getattr(config, key, None)
+            # EnvPool would refuse a larger int with a long pybind11 TypeError
+            if isinstance(default, int) and not isinstance(default, bool):
+                check_int(key, value, -INT32_LIMIT, INT32_LIMIT - 1, _INT32)
         render_mode = self._envpool_kwargs.get("render_mode")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
@@ -265,7 +293,7 @@ class EnvPoolVecEnv(VecEnv):
 
     @property
     def pool_seed(self) -> int:
-        """The seed the current pool was built with."""
+        """The seed EnvPool built the current pool with: the seed given, folded into int32 (see Seeding)."""
         return self._seed
 
     def seed(self, seed: int | None = None) -> list[int | None]:
@@ -273,10 +301,13 @@ class EnvPoolVecEnv(VecEnv):
         Seed the envs at the next ``reset()``, which rebuilds the pool with ``seed`` unless it is still fresh and
         built with that seed.
 
-        :param seed: seed of the pool; None draws one
-        :return: the seeds of the envs as SB3 numbers them (``seed + index``); EnvPool derives its own from ``seed``
+        :param seed: seed of the pool, any int >= 0: EnvPool gets ``fold_seed(seed, 2**31)`` (see the class
+            docstring); None draws one
+        :return: the seeds of the envs as SB3 numbers them (``seed + index``); EnvPool derives its own from the
+            pool's seed
+        :raises ValueError: when ``seed`` is not an int >= 0
         """
-        seed = self._draw_seed() if seed is None else int(seed) % (2**31 - 1)
+        seed = self._draw_seed() if seed is None else check_seed(seed)
         self._seeds = [seed + index for index in range(self.num_envs)]
         return list(self._seeds)
 
@@ -284,10 +315,11 @@ class EnvPoolVecEnv(VecEnv):
         if any(self._options):
             raise NotImplementedError("EnvPool envs take no reset options (set_options)")
         seed = self._seeds[0]
-        if seed is not None and not (self._fresh and seed == self._seed):
+        pool_seed = None if seed is None else fold_seed(seed, INT32_LIMIT)
+        if pool_seed is not None and not (self._fresh and pool_seed == self._seed):
             self._pool.close()
-            self._seed = seed
-            self._pool = self._make_pool(self.num_envs, seed)
+            self._seed = pool_seed
+            self._pool = self._make_pool(self.num_envs, pool_seed)
         self._reset_seeds()
         self._reset_options()
         self._fresh = False
@@ -410,10 +442,12 @@ def make_procgen_env(
     :param game_or_id: a game (``"starpilot"``) or an EnvPool Procgen id (``"StarpilotHard-v0"``)
     :param n_envs: number of environments
     :param num_levels: number of distinct levels to draw from; 0 means all levels (the paper's setting)
-    :param start_level: the first level's seed
+    :param start_level: the first level's seed; the levels ``start_level`` .. ``start_level + num_levels - 1``
+        must stay below 2**31 (Procgen's level seeds are int32)
     :param distribution_mode: ``easy``, ``hard``, ``extreme``, ``memory`` or ``exploration`` (modes vary by
         game); None means the id's mode, or ``hard`` for a game name
-    :param seed: seed of the pool; None draws one
+    :param seed: seed of the pool, any int >= 0 (folded into EnvPool's int32 as :class:`EnvPoolVecEnv` says);
+        None draws one
     :param kwargs: other options of :class:`EnvPoolVecEnv` and of EnvPool's Procgen (``use_sequential_levels``,
         ``paint_vel_info``, ``render_mode``, ``monitor_file``, ...)
     :return: the environments
@@ -428,8 +462,6 @@ def make_procgen_env(
         env_id = game_or_id
     else:
         env_id = procgen_env_id(game_or_id, "hard" if distribution_mode is None else distribution_mode)
-    _check_count("num_levels", num_levels, 0)
-    _check_count("start_level", start_level, 0)
     if "max_episode_steps" in kwargs:
         raise ValueError(
             "max_episode_steps cannot be set for Procgen: the game ends its episodes itself (each game has its own time "
@@ -454,7 +486,8 @@ def make_atari_env(
 
     :param game_or_id: an EnvPool Atari id (``"Pong-v5"``) or a game name (``"pong"``, ``"SpaceInvaders"``)
     :param n_envs: number of environments
-    :param seed: seed of the pool; None draws one
+    :param seed: seed of the pool, any int >= 0 (folded into EnvPool's int32 as :class:`EnvPoolVecEnv` says);
+        None draws one
     :param kwargs: other options of :class:`EnvPoolVecEnv` and of EnvPool's Atari envs (``episodic_life``,
         ``reward_clip``, ``stack_num``, ``frame_skip``, ``noop_max``, ``repeat_action_probability``,
         ``max_episode_steps``, ``img_height``, ``img_width``, ``gray_scale``, ``monitor_file``, ...)
@@ -481,7 +514,7 @@ def make_envpool_env(env_id: str, n_envs: int = 1, seed: int | None = 0, **kwarg
 
     :param env_id: an EnvPool id
     :param n_envs: number of environments
-    :param seed: seed of the pool; None draws one
+    :param seed: seed of the pool, any int >= 0 (see :class:`EnvPoolVecEnv`); None draws one
     :param kwargs: options of the env (see those functions)
     :return: the environments
     """
@@ -518,10 +551,13 @@ class EnvPoolGymEnv(gym.Env):
         """
         Start an episode. After an episode's end, without a seed, it is the episode EnvPool started already.
 
-        :param seed: seed of the env (rebuilds its pool); None keeps the current one
+        :param seed: seed of the env, any int >= 0 (rebuilds its pool, see :class:`EnvPoolVecEnv`); None keeps the
+            current one
         :param options: not supported, must be empty
         :return: the first observation and its info
         """
+        if seed is not None:
+            check_seed(seed)
         super().reset(seed=seed)
         if options:
             raise NotImplementedError("EnvPool envs take no reset options")
