@@ -2,7 +2,7 @@ import io
 import math
 import pathlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -16,8 +16,9 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
-from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
+from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 
+from sb3_ppg.common import distributed
 from sb3_ppg.common.buffers import AuxBufferSamples, AuxRolloutBuffer, DictAuxBufferSamples, DictAuxRolloutBuffer
 from sb3_ppg.common.distributions import (
     SUPPORTED_ACTION_SPACES,
@@ -175,6 +176,8 @@ class PPG(OnPolicyAlgorithm):
         same_lr = "> 0, a schedule, or None to use learning_rate"
         _check_number("aux_learning_rate", aux_learning_rate, same_lr, _positive, schedule=True, optional=True)
         _check_number("target_kl", target_kl, "> 0, or None for no limit", _positive, optional=True)
+        # Under torchrun (or in an initialised process group): join it, one device and thread per rank
+        device = distributed.setup(device)
         super().__init__(
             policy,
             env,
@@ -192,7 +195,7 @@ class PPG(OnPolicyAlgorithm):
             stats_window_size=stats_window_size,
             tensorboard_log=tensorboard_log,
             policy_kwargs=policy_kwargs,
-            verbose=verbose,
+            verbose=distributed.rank_verbose(verbose),
             device=device,
             seed=seed,
             _init_setup_model=False,
@@ -251,6 +254,7 @@ class PPG(OnPolicyAlgorithm):
                 f"n_policy_iterations * n_steps * n_envs = {self.n_policy_iterations} * {self.n_steps} * {self.n_envs} "
                 f"= {aux_capacity}; got {self.aux_batch_size}"
             )
+        distributed.synchronize(self)
 
     def _aux_buffer_class(self) -> type[AuxRolloutBuffer]:
         """:return: the class of the aux buffer, for this model's observation space"""
@@ -317,8 +321,8 @@ class PPG(OnPolicyAlgorithm):
         clip_range = self.clip_range(progress)  # type: ignore[operator]
         clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(progress)  # type: ignore[operator]
         if self.normalize_advantage == "rollout":
-            advantages = self.rollout_buffer.advantages
-            self.rollout_buffer.advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            # Moments over the rollouts of all ranks
+            self.rollout_buffer.advantages = distributed.standardize(self.rollout_buffer.advantages, correction=0)
 
         log = LossLog()
         last_loss: th.Tensor | None = None
@@ -338,7 +342,11 @@ class PPG(OnPolicyAlgorithm):
                     )
                     log.add("approx_kl", approx_kl_div)
                     # The only per-minibatch read besides the finiteness check, and only with target_kl
-                    if self.target_kl is not None and approx_kl_div.item() > 1.5 * self.target_kl:
+                    # Decided on the mean over ranks, so that every rank stops at the same minibatch
+                    stop = self.target_kl is not None and (
+                        distributed.mean_over_ranks(approx_kl_div).item() > 1.5 * self.target_kl
+                    )
+                    if stop:
                         policy_active = False
                         if self.verbose >= 1:
                             print(f"Early stopping of the policy epochs at epoch {epoch}: approx_kl {approx_kl_div:.2f}")
@@ -359,7 +367,9 @@ class PPG(OnPolicyAlgorithm):
                     last_loss = loss
             self._n_updates += 1
 
-        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        explained_var = distributed.explained_variance(
+            self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()
+        )
         for key, mean in log.means().items():
             self.logger.record(f"train/{key}", mean)
         self.logger.record("train/loss", float("nan") if last_loss is None else last_loss.item())
@@ -391,7 +401,7 @@ class PPG(OnPolicyAlgorithm):
             log_prob, entropy = self.policy.evaluate_policy(rollout_data.observations, actions, **kwargs)
         advantages = rollout_data.advantages
         if _per_minibatch(self.normalize_advantage) and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            advantages = distributed.standardize(advantages, correction=1)
         pg_loss = clipped_surrogate_loss(advantages, log_prob, rollout_data.old_log_prob, clip_range)
         # Without an analytic entropy, estimate it from the log probabilities
         entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
@@ -406,7 +416,7 @@ class PPG(OnPolicyAlgorithm):
         self.policy.set_training_mode(True)
         # Progress at the start of the last rollout: with the progress after it, a schedule that ends at 0
         # would give the final aux phase of a run a learning rate of 0
-        rollout_size = self.n_steps * self.n_envs
+        rollout_size = self.n_steps * self.n_envs * distributed.world_size()
         progress = min(1.0, self._current_progress_remaining + rollout_size / max(self._total_timesteps, 1))
         aux_learning_rate = self.aux_lr_schedule(progress)
         update_learning_rate(self.policy.aux_optimizer, aux_learning_rate)
@@ -443,6 +453,8 @@ class PPG(OnPolicyAlgorithm):
     def _optimizer_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
         optimizer.zero_grad()
         loss.backward()
+        # Mean over ranks before clipping, so every rank clips and steps the same gradient
+        distributed.average_gradients(self.policy.parameters())
         if self.max_grad_norm is not None:
             # Clip actor and critic apart, so a large value gradient cannot shrink the policy's step
             th.nn.utils.clip_grad_norm_(self.policy.actor_parameters, self.max_grad_norm)
@@ -454,14 +466,23 @@ class PPG(OnPolicyAlgorithm):
         """
         Stop training before the optimizer step when the loss is NaN or inf, naming the term that made it so.
         A non-finite term always makes the sum non-finite (0 * nan is nan), so one host sync per minibatch suffices.
+        In multi-process training every rank stops, and the error names the ranks where the loss was not finite.
         """
         # One read of the scalar: on the CPU ``math.isfinite(loss.item())`` costs 0.14 us against 3.9 us for
         # ``bool(th.isfinite(loss))``, which launches a kernel first; on a GPU both are one sync
-        if math.isfinite(loss.item()):
+        finite = math.isfinite(loss.item())
+        bad_ranks = distributed.ranks_where(not finite)
+        if not bad_ranks:
             return
+        where = distributed.describe_ranks(bad_ranks)
+        if finite:
+            raise RuntimeError(
+                f"PPG {phase} phase: the loss is not finite{where}. Training stopped on every rank before the "
+                "optimizer step; see that rank's error for the term and the cause."
+            )
         name, value = next(((name, term) for name, term in terms.items() if not th.isfinite(term)), ("loss", loss))
         raise RuntimeError(
-            f"PPG {phase} phase: {name} is {value.item()}. Training stopped before the optimizer step, "
+            f"PPG {phase} phase{where}: {name} is {value.item()}. Training stopped before the optimizer step, "
             "so the weights are still finite. Check the rewards and observations for NaN/inf, "
             "or lower the learning rate."
         )
@@ -477,7 +498,14 @@ class PPG(OnPolicyAlgorithm):
         if reset_num_timesteps:
             # A new run starts a new aux cycle: states of an earlier run must not be distilled into this one
             self.aux_buffer.reset()
-        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        # Multi-process: rank 0 alone logs and evaluates, the others join every collective
+        distributed.silence_logger(self)
+        callback, progress_bar = distributed.prepare_callbacks(callback, progress_bar)
+        total_timesteps, callback = super()._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
+        distributed.synchronize(self)
+        return total_timesteps, distributed.wrap_callback(self, callback)
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         """
@@ -548,6 +576,7 @@ class PPG(OnPolicyAlgorithm):
         :return: new model instance with loaded parameters
         """
         model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        distributed.broadcast_parameters(model.policy)
         env_id = getattr(model, "env_id", None)
         if env is None and env_id is not None and model.n_envs == 1:
             try:
@@ -560,6 +589,39 @@ class PPG(OnPolicyAlgorithm):
             else:
                 model.set_env(new_env, force_reset=force_reset)
         return model
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        Save the model as SB3's ``save``; in multi-process training only rank 0 writes (the ranks' weights are equal).
+
+        :param path: path to the file where the rl agent should be saved
+        :param exclude: name of parameters that should be excluded in addition to the default ones
+        :param include: name of parameters that might be excluded but should be included anyway
+        """
+        if distributed.is_main():
+            super().save(path, exclude, include)
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """
+        Seed the generators and the envs, as SB3's; in multi-process training rank r uses ``seed + r * n_envs``.
+
+        :param seed: the seed
+        """
+        super().set_random_seed(distributed.rank_seed(seed, getattr(self, "n_envs", 1)))
+
+    def dump_logs(self, iteration: int = 0) -> None:
+        """
+        Write the logs, as SB3's; the episode statistics are over the envs of all ranks.
+
+        :param iteration: Current logging iteration
+        """
+        with distributed.all_episode_infos(self):
+            super().dump_logs(iteration)
 
     def _excluded_save_params(self) -> list[str]:
         # The aux buffer can hold millions of states: never pickle it into a save
