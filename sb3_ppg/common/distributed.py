@@ -216,6 +216,25 @@ def describe_ranks(ranks: list[int]) -> str:
     return f" on rank(s) {', '.join(map(str, ranks))}" if is_distributed() else ""
 
 
+def check_rollout_finite(advantages: np.ndarray, returns: np.ndarray) -> None:
+    """
+    Stop every rank when the rollout of one is not finite, naming it: the global moments would spread its NaN to
+    the others, and the loss check would then blame every rank.
+
+    :param advantages: this rank's advantages
+    :param returns: this rank's value targets
+    """
+    if not is_distributed():
+        return
+    bad_ranks = ranks_where(not (np.isfinite(advantages).all() and np.isfinite(returns).all()))
+    if bad_ranks:
+        raise RuntimeError(
+            f"PPG: the rollout of rank(s) {', '.join(map(str, bad_ranks))} is not finite (advantages or value "
+            "targets). Training stopped on every rank before the update. Check that rank's rewards and observations "
+            "for NaN/inf (SB3's VecCheckNan finds the step)."
+        )
+
+
 def mean_std(values: np.ndarray | th.Tensor, correction: int) -> tuple[Any, Any]:
     """
     :param values: this rank's values

@@ -304,6 +304,7 @@ class PPG(OnPolicyAlgorithm):
         Run the policy phase on the rollout just collected, then the auxiliary phase if this rollout
         completes N_pi of them.
         """
+        distributed.check_rollout_finite(self.rollout_buffer.advantages, self.rollout_buffer.returns)
         if self.n_aux_epochs == 0:
             self._train_policy_phase()
             return
