@@ -9,6 +9,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer, DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import PyTorchObs, TensorDict
 
+from sb3_ppg.common import distributed
 from sb3_ppg.common.distributions import check_action_masks, distribution_params_dim, mask_dims
 from sb3_ppg.common.minibatches import shuffled_segments
 
@@ -200,10 +201,9 @@ class AuxRolloutBuffer(BaseBuffer):
         """
         :return: mean and standard deviation of the stored value targets
         """
-        returns = self.returns[: self.pos]
-        if isinstance(returns, th.Tensor):
-            return float(returns.mean()), float(returns.std(correction=0))
-        return float(returns.mean()), float(returns.std())
+        # Over the aux buffers of all ranks in multi-process training: every rank fits the same targets
+        mean, std = distributed.mean_std(self.returns[: self.pos], correction=0)
+        return float(mean), float(std)
 
     def get(
         self, batch_size: int, segment_length: int | None = None

@@ -47,6 +47,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
@@ -313,6 +314,26 @@ def _run(command: str) -> None:
         _plot_command(command)()
 
 
+def _data_parallel_rank(train_args: list[str]) -> tuple[list[str], contextlib.AbstractContextManager]:
+    """
+    ``train`` as one rank of a torchrun launch: rank 0 runs the command as given; the other ranks train too (the
+    model joins the process group) but write their log folder into a temporary folder, deleted at exit, without
+    TensorBoard and without stdout, so the run leaves one log folder and one model.
+
+    :param train_args: the arguments of ``train``
+    :return: this rank's arguments, and the context to run it in
+    """
+    if "-optimize" in train_args or "--optimize-hyperparameters" in train_args:
+        raise SystemExit(f"{PROG} train: error: -optimize runs one trial per process; do not launch it with torchrun")
+    if int(os.environ.get("RANK", "0")) == 0:
+        return train_args, contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    log_folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="sb3-ppg-rank-"))
+    stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+    # The zoo's parser keeps the last value of an option
+    return [*train_args, "--log-folder", log_folder, "--tensorboard-log", ""], stack
+
+
 def _usage() -> str:
     return f"usage: {PROG} {{{','.join(COMMANDS)}}} [arguments of that rl_zoo3 script]\n\n{__doc__}"
 
@@ -344,11 +365,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         command_args = [SAVE_REPLAY_BUFFER_OPTION if arg == SAVE_AUX_BUFFER_OPTION else arg for arg in command_args]
 
     register()
+    quiet: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if command == "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        command_args, quiet = _data_parallel_rank(command_args)
     # The zoo's scripts parse sys.argv
     sys.argv = [f"{PROG} {command}", *command_args]
     heartbeat = contextlib.nullcontext() if heartbeat_interval is None else optuna_heartbeat(heartbeat_interval)
     try:
-        with heartbeat:
+        with heartbeat, quiet:
             _run(command)
     except HyperparameterError as error:
         # A config mistake: the message is the whole story, a traceback through the zoo would only hide it

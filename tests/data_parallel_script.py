@@ -1,0 +1,236 @@
+"""
+The rank side of tests/test_data_parallel.py: ``torchrun --nproc_per_node 2 tests/data_parallel_script.py SCENARIO OUT``
+runs one scenario on every rank; each rank writes what the test checks under OUT/results.
+"""
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
+
+from sb3_ppg import PPG
+from sb3_ppg.common import distributed
+
+SMALL: dict[str, Any] = dict(
+    n_steps=32, batch_size=32, n_epochs=2, n_value_epochs=2, n_policy_iterations=2, n_aux_epochs=1, aux_batch_size=64
+)
+N_ENVS = 2
+# 4 rollouts of 2 ranks x 2 envs x 32 steps: 2 aux phases
+TOTAL_TIMESTEPS = 512
+
+
+class Recorder(VecEnvWrapper):
+    """Keeps the raw observations, rewards and dones that VecNormalize above it sees."""
+
+    def __init__(self, venv: Any):
+        super().__init__(venv)
+        self.observations: list[np.ndarray] = []
+        self.rewards: list[np.ndarray] = []
+        self.dones: list[np.ndarray] = []
+
+    def reset(self) -> np.ndarray:
+        obs = self.venv.reset()
+        self.observations.append(np.copy(obs))
+        return obs
+
+    def step_wait(self) -> Any:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.observations.append(np.copy(obs))
+        self.rewards.append(np.copy(rewards))
+        self.dones.append(np.copy(dones))
+        return obs, rewards, dones, infos
+
+
+def save(out: Path, **values: Any) -> None:
+    results = out / "results"
+    results.mkdir(exist_ok=True)
+    th.save(values, results / f"rank{distributed.rank()}.pt")
+
+
+def learn(out: Path) -> None:
+    recorder = Recorder(make_vec_env("CartPole-v1", n_envs=N_ENVS))
+    env = VecNormalize(recorder)
+    files = out / "files"
+    model = PPG("MlpPolicy", env, seed=0, verbose=1, tensorboard_log=str(files / "tb"), **SMALL)
+    eval_callback = EvalCallback(
+        VecNormalize(Recorder(make_vec_env("CartPole-v1", n_envs=1)), training=False, norm_reward=False),
+        eval_freq=64,
+        n_eval_episodes=1,
+        log_path=str(files / "eval"),
+    )
+    checkpoint = CheckpointCallback(save_freq=64, save_path=str(files / "checkpoints"))
+    model.learn(TOTAL_TIMESTEPS, callback=[eval_callback, checkpoint])
+    model.save(files / "model")
+    probe = env.normalize_obs(np.stack([env.observation_space.sample() for _ in range(16)]))
+    save(
+        out,
+        parameters=[p.detach().clone() for p in model.policy.parameters()],
+        optimizer=model.policy.optimizer.state_dict(),
+        aux_optimizer=model.policy.aux_optimizer.state_dict(),
+        num_timesteps=model.num_timesteps,
+        n_aux_phases=model._n_aux_phases,
+        raw_observations=np.concatenate(recorder.observations),
+        rewards=np.stack(recorder.rewards),
+        dones=np.stack(recorder.dones),
+        obs_rms=(env.obs_rms.mean, env.obs_rms.var, env.obs_rms.count),
+        ret_rms=(env.ret_rms.mean, env.ret_rms.var, env.ret_rms.count),
+        gamma=env.gamma,
+        probe=probe,
+        actions=model.predict(probe, deterministic=True)[0],
+    )
+
+
+class StopOnRankZero(BaseCallback):
+    """Asks to stop at the 40th step on rank 0 only."""
+
+    def _on_step(self) -> bool:
+        return not (distributed.rank() == 0 and self.n_calls >= 40)
+
+
+def stop(out: Path) -> None:
+    model = PPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS), seed=0, **SMALL)
+    model.learn(10_000, callback=StopOnRankZero())
+    save(out, num_timesteps=model.num_timesteps)
+
+
+class TripKL(PPG):
+    """Reports a huge KL on rank 1 only, as a rank whose data moved the policy far would."""
+
+    def _policy_losses(self, *args: Any, **kwargs: Any) -> Any:
+        values, pg_loss, entropy_loss, approx_kl, clip_fraction = super()._policy_losses(*args, **kwargs)
+        if distributed.rank() == 1:
+            approx_kl = approx_kl + 1e3
+        return values, pg_loss, entropy_loss, approx_kl, clip_fraction
+
+    def _optimizer_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
+        self.steps = getattr(self, "steps", 0) + 1
+        super()._optimizer_step(optimizer, loss)
+
+
+def target_kl(out: Path) -> None:
+    settings = dict(SMALL, n_aux_epochs=0, n_value_epochs=0, batch_size=16)
+    model = TripKL("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS), seed=0, target_kl=0.01, **settings)
+    model.learn(TOTAL_TIMESTEPS)
+    save(out, steps=getattr(model, "steps", 0), parameters=[p.detach().clone() for p in model.policy.parameters()])
+
+
+class NaNReward(gym.Wrapper):
+    def step(self, action: Any) -> Any:
+        obs, _reward, terminated, truncated, info = self.env.step(action)
+        return obs, float("nan"), terminated, truncated, info
+
+
+def _record_error(out: Path, error: BaseException) -> None:
+    errors = out / "errors"
+    errors.mkdir(exist_ok=True)
+    (errors / f"rank{distributed.rank()}.txt").write_text(f"{type(error).__name__}: {error}")
+
+
+def nan_reward(out: Path) -> None:
+    wrapper = NaNReward if int(os.environ["RANK"]) == 1 else None
+    model = PPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS, wrapper_class=wrapper), seed=0, **SMALL)
+    try:
+        model.learn(TOTAL_TIMESTEPS)
+    except RuntimeError as error:
+        _record_error(out, error)
+        raise
+
+
+def mismatched_n_envs(out: Path) -> None:
+    n_envs = N_ENVS + int(os.environ["RANK"])
+    try:
+        PPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=n_envs), seed=0, **SMALL)
+    except ValueError as error:
+        _record_error(out, error)
+        raise
+
+
+class KillRankOne(BaseCallback):
+    def _on_step(self) -> bool:
+        if distributed.rank() == 1 and self.num_timesteps >= 100:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return True
+
+
+def sigkill(out: Path) -> None:
+    model = PPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS), seed=0, **SMALL)
+    model.learn(100_000, callback=KillRankOne())
+
+
+def equivalence(out: Path) -> None:
+    """Train on this rank's envs of the fixed rollouts in OUT/rollouts.pt, for each normalize_advantage mode."""
+    data = th.load(out / "rollouts.pt", weights_only=False)
+    n_envs = data["n_envs"] // distributed.world_size()
+    columns = slice(distributed.rank() * n_envs, (distributed.rank() + 1) * n_envs)
+    parameters = {}
+    for mode in data["modes"]:
+        model = equivalence_model(n_envs, mode, data["initial"])
+        train_on_rollouts(model, data["rollouts"], columns)
+        parameters[str(mode)] = [p.detach().clone() for p in model.policy.parameters()]
+    save(out, parameters=parameters)
+
+
+def equivalence_model(n_envs: int, normalize_advantage: bool | str, initial: dict[str, th.Tensor] | None) -> PPG:
+    """A model whose every minibatch is its whole (per-rank) buffer, with clipping and aux target normalisation."""
+    model = PPG(
+        "MlpPolicy",
+        make_vec_env("CartPole-v1", n_envs=n_envs),
+        n_steps=8,
+        batch_size=8 * n_envs,
+        n_epochs=2,
+        n_value_epochs=2,
+        n_policy_iterations=2,
+        n_aux_epochs=2,
+        aux_batch_size=16 * n_envs,
+        normalize_advantage=normalize_advantage,
+        normalize_aux_targets=True,
+        max_grad_norm=0.5,
+        clip_range_vf=0.2,
+        seed=0,
+    )
+    if initial is not None:
+        model.policy.load_state_dict(initial)
+    model.set_logger(configure(None, []))
+    return model
+
+
+def train_on_rollouts(model: PPG, rollouts: list[dict[str, np.ndarray]], columns: slice) -> None:
+    """Fill the rollout buffer with the given envs' columns of each rollout, values from the policy, and train."""
+    buffer = model.rollout_buffer
+    for rollout in rollouts:
+        buffer.reset()
+        for step in range(buffer.buffer_size):
+            obs = rollout["observations"][step, columns]
+            actions = rollout["actions"][step, columns]
+            with th.no_grad():
+                obs_tensor = th.as_tensor(obs)
+                values, log_prob, _ = model.policy.evaluate_actions(obs_tensor, th.as_tensor(actions).long())
+            starts = rollout["episode_starts"][step, columns]
+            buffer.add(obs, actions[:, None], rollout["rewards"][step, columns], starts, values, log_prob)
+        with th.no_grad():
+            last_values = model.policy.predict_values(th.as_tensor(rollout["last_observations"][columns]))
+        buffer.compute_returns_and_advantage(last_values, rollout["dones"][columns])
+        model.train()
+
+
+SCENARIOS = {
+    "learn": learn,
+    "stop": stop,
+    "target_kl": target_kl,
+    "nan_reward": nan_reward,
+    "mismatched_n_envs": mismatched_n_envs,
+    "sigkill": sigkill,
+    "equivalence": equivalence,
+}
+
+if __name__ == "__main__":
+    SCENARIOS[sys.argv[1]](Path(sys.argv[2]))
