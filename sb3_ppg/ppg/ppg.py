@@ -1,18 +1,12 @@
-import io
 import math
-import pathlib
 import warnings
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Generator
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
-import gymnasium as gym
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.distributions import Distribution
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples, Schedule
@@ -20,6 +14,7 @@ from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_ppg.common import checkpoints, distributed
+from sb3_ppg.common.arguments import check_ppg_arguments, per_minibatch
 from sb3_ppg.common.buffers import AuxBufferSamples, AuxRolloutBuffer, DictAuxBufferSamples, DictAuxRolloutBuffer
 from sb3_ppg.common.distributions import (
     SUPPORTED_ACTION_SPACES,
@@ -29,6 +24,7 @@ from sb3_ppg.common.distributions import (
 )
 from sb3_ppg.common.logging import LossLog
 from sb3_ppg.common.losses import aux_value_loss, clipped_surrogate_loss, joint_loss, policy_kl, value_loss
+from sb3_ppg.common.persistence import AuxBufferPersistence
 from sb3_ppg.common.minibatches import check_env_segment_minibatches, env_segment_minibatches
 from sb3_ppg.common.policies import AuxActorCriticPolicy
 from sb3_ppg.common.vec_env import VecTruncationAsTermination
@@ -37,10 +33,9 @@ from sb3_ppg.ppg.policies import CnnPolicy, ImpalaCnnPolicy, MinAtarCnnPolicy, M
 SelfPPG = TypeVar("SelfPPG", bound="PPG")
 
 SUPPORTED_OBSERVATION_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
-ADVANTAGE_NORMALIZATIONS = (True, False, "minibatch", "rollout")
 
 
-class PPG(OnPolicyAlgorithm):
+class PPG(AuxBufferPersistence):
     """
     Phasic Policy Gradient (PPG).
 
@@ -164,37 +159,27 @@ class PPG(OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        _check_at_least("n_epochs", n_epochs, 1)
-        _check_at_least("n_value_epochs", n_value_epochs, 0)
-        _check_at_least("n_policy_iterations", n_policy_iterations, 1)
-        _check_at_least("n_aux_epochs", n_aux_epochs, 0)
-        _check_at_least("aux_batch_size", aux_batch_size, 1)
-        _check_at_least("n_steps", n_steps, 1)
-        if isinstance(normalize_advantage, str):
-            valid_normalization = normalize_advantage in ADVANTAGE_NORMALIZATIONS
-        else:  # 1 == True, but normalize_advantage=1 is a mistake
-            valid_normalization = isinstance(normalize_advantage, bool)
-        if not valid_normalization:
-            allowed_values = ", ".join(map(repr, ADVANTAGE_NORMALIZATIONS))
-            raise ValueError(f"normalize_advantage must be one of {allowed_values}; got {normalize_advantage!r}")
-        _check_at_least("batch_size", batch_size, 2 if _per_minibatch(normalize_advantage) else 1)
-        _check_number("beta_clone", beta_clone, ">= 0", _non_negative)
-        _check_number("gamma", gamma, "between 0 and 1", _in_unit_interval)
-        _check_number("gae_lambda", gae_lambda, "between 0 and 1", _in_unit_interval)
-        _check_number("vf_coef", vf_coef, ">= 0", _non_negative)
-        _check_number("max_grad_norm", max_grad_norm, "> 0, or None for no clipping", _positive, optional=True)
-        _check_number("clip_range", clip_range, "> 0 or a schedule", _positive, schedule=True)
-        no_clipping = "> 0, a schedule, or None to disable value clipping"
-        _check_number("clip_range_vf", clip_range_vf, no_clipping, _positive, schedule=True, optional=True)
-        same_lr = "> 0, a schedule, or None to use learning_rate"
-        _check_number("aux_learning_rate", aux_learning_rate, same_lr, _positive, schedule=True, optional=True)
-        _check_number("target_kl", target_kl, "> 0, or None for no limit", _positive, optional=True)
-        for name, flag in (
-            ("handle_timeout_termination", handle_timeout_termination),
-            ("env_segment_minibatches", env_segment_minibatches),
-        ):
-            if not isinstance(flag, bool):
-                raise ValueError(f"{name} must be True or False, got {flag!r}")
+        check_ppg_arguments(
+            n_steps=n_steps,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            n_value_epochs=n_value_epochs,
+            n_policy_iterations=n_policy_iterations,
+            n_aux_epochs=n_aux_epochs,
+            aux_batch_size=aux_batch_size,
+            aux_learning_rate=aux_learning_rate,
+            beta_clone=beta_clone,
+            handle_timeout_termination=handle_timeout_termination,
+            env_segment_minibatches=env_segment_minibatches,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            clip_range=clip_range,
+            clip_range_vf=clip_range_vf,
+            normalize_advantage=normalize_advantage,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            target_kl=target_kl,
+        )
         # Under torchrun (or in an initialised process group): join it, one device and thread per rank
         device = distributed.setup(device)
         super().__init__(
@@ -244,7 +229,6 @@ class PPG(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self._n_aux_phases = 0
         self._n_aux_updates = 0
-        # Steps per env of the current aux cycle when the model was saved; those lost by a load without the buffer
         self._saved_aux_cycle_steps = 0
         self._aux_steps_not_loaded = 0
         # Kept so that ``PPG.load(path)`` can rebuild an env given by its id, as in ``PPG("MlpPolicy", "CartPole-v1")``
@@ -463,7 +447,7 @@ class PPG(OnPolicyAlgorithm):
         else:
             log_prob, entropy = self.policy.evaluate_policy(rollout_data.observations, actions, **kwargs)
         advantages = rollout_data.advantages
-        if _per_minibatch(self.normalize_advantage) and len(advantages) > 1:
+        if per_minibatch(self.normalize_advantage) and len(advantages) > 1:
             advantages = distributed.standardize(advantages, correction=1)
         pg_loss = clipped_surrogate_loss(advantages, log_prob, rollout_data.old_log_prob, clip_range)
         # Without an analytic entropy, estimate it from the log probabilities
@@ -615,94 +599,6 @@ class PPG(OnPolicyAlgorithm):
             progress_bar=progress_bar,
         )
 
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfPPG],
-        path: str | pathlib.Path | io.BufferedIOBase,
-        env: GymEnv | None = None,
-        device: th.device | str = "auto",
-        custom_objects: dict[str, Any] | None = None,
-        print_system_info: bool = False,
-        force_reset: bool = True,
-        **kwargs: Any,
-    ) -> SelfPPG:
-        """
-        Load the model from a zip-file, as SB3's ``load``. One difference: a model that was created from an env id
-        (``PPG("MlpPolicy", "LunarLander-v2")``) and is loaded without ``env`` gets a new env of that id, so
-        ``model.get_env()`` works straight after loading.
-
-        :param path: path to the file (or a file-like) where to load the agent from
-        :param env: the new environment to run the loaded model on (can be None if you only need prediction
-            from a trained model, or if the model was created from an env id)
-        :param device: Device on which the code should run.
-        :param custom_objects: Dictionary of objects to replace upon loading.
-        :param print_system_info: Whether to print system info from the saved model
-        :param force_reset: Force call to ``reset()`` before training to avoid unexpected behavior.
-        :param kwargs: extra arguments to change the model when loading
-        :return: new model instance with loaded parameters
-        """
-        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
-        # The buffer is not in the file: until load_aux_buffer, the states of the saved cycle are missing
-        model._aux_steps_not_loaded = model._saved_aux_cycle_steps
-        distributed.broadcast_parameters(model.policy)
-        env_id = getattr(model, "env_id", None)
-        if env is None and env_id is not None and model.n_envs == 1:
-            try:
-                new_env = make_vec_env(env_id, n_envs=1)
-            except (gym.error.Error, ImportError) as error:  # e.g. box2d missing: the model can still predict
-                warnings.warn(
-                    f"PPG.load: could not make the saved env {env_id!r} ({error!r}); the model has no env. "
-                    "Pass env= to train or evaluate it; predict() works without one."
-                )
-            else:
-                model.set_env(new_env, force_reset=force_reset)
-        return model
-
-    def save(
-        self,
-        path: str | pathlib.Path | io.BufferedIOBase,
-        exclude: Iterable[str] | None = None,
-        include: Iterable[str] | None = None,
-    ) -> None:
-        """
-        Save the model, as SB3's ``save``, without the aux buffer (see :meth:`save_aux_buffer`). A file path is
-        written to a temporary file renamed into place, so a crash during the save leaves the previous file whole.
-        In multi-process training only rank 0 writes (the ranks' weights are equal).
-
-        :param path: path to the file where the model should be saved (``.zip`` added without a suffix), or a file
-        :param exclude: names of parameters that should be excluded in addition to the default ones
-        :param include: names of parameters that might be excluded but should be included anyway
-        """
-        self._saved_aux_cycle_steps = self.aux_buffer.pos
-        if distributed.is_main():
-            checkpoints.save_atomically(super().save, path, exclude=exclude, include=include)
-
-    def save_aux_buffer(self, path: str | pathlib.Path) -> None:
-        """
-        Save the aux buffer's states of the current cycle, as SB3's ``save_replay_buffer`` saves a replay buffer:
-        with :meth:`load_aux_buffer` after ``load``, training continues the cycle where it stopped. The file is
-        written atomically, array by array, in the arrays' own dtypes (see :mod:`sb3_ppg.common.checkpoints`).
-
-        :param path: path to the file where the aux buffer should be saved
-        """
-        checkpoints.save_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), path)
-
-    def load_aux_buffer(self, path: str | pathlib.Path) -> None:
-        """
-        Load an aux buffer saved by :meth:`save_aux_buffer`, as SB3's ``load_replay_buffer``; continue training
-        with ``learn(..., reset_num_timesteps=False)``, which keeps it.
-
-        :param path: path to the saved aux buffer
-        :raises ValueError: when the buffer was saved by a model with another observation space, action space,
-            ``n_envs``, ``n_steps``, ``n_policy_iterations`` or masks, naming each difference
-        :raises ~sb3_ppg.common.checkpoints.AuxBufferFileError: when the file is truncated or corrupt
-        """
-        checkpoints.load_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), path)
-        self._aux_steps_not_loaded = 0
-
-    def _aux_buffer_layout(self) -> dict[str, Any]:
-        return checkpoints.aux_buffer_layout(self.aux_buffer, self.n_steps, self.n_policy_iterations)
-
     def set_random_seed(self, seed: int | None = None) -> None:
         """
         Seed the generators and the envs, as SB3's; in multi-process training rank r uses ``seed + r * n_envs``.
@@ -719,49 +615,3 @@ class PPG(OnPolicyAlgorithm):
         """
         with distributed.all_episode_infos(self):
             super().dump_logs(iteration)
-
-    def _excluded_save_params(self) -> list[str]:
-        # The aux buffer can hold millions of states: never pickle it into a save
-        return [*super()._excluded_save_params(), "aux_buffer", "_aux_steps_not_loaded"]
-
-    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.optimizer", "policy.aux_optimizer"], []
-
-
-def _check_at_least(name: str, value: int, minimum: int) -> None:
-    # bool is an int subclass, but ``n_epochs=True`` is a mistake, not 1
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= minimum):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_number(
-    name: str,
-    value: Any,
-    allowed: str,
-    is_allowed: Callable[[float], bool],
-    schedule: bool = False,
-    optional: bool = False,
-) -> None:
-    """Raise a ValueError naming ``name`` and ``allowed`` unless ``value`` is a number that ``is_allowed`` accepts,
-    a callable of the progress remaining (with ``schedule``) or None (with ``optional``). NaN is never accepted."""
-    if (optional and value is None) or (schedule and callable(value)):
-        return
-    is_number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-    if not (is_number and is_allowed(float(value))):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-
-def _per_minibatch(normalize_advantage: bool | str) -> bool:
-    return normalize_advantage is True or normalize_advantage == "minibatch"
-
-
-def _positive(value: float) -> bool:
-    return value > 0
-
-
-def _non_negative(value: float) -> bool:
-    return value >= 0
-
-
-def _in_unit_interval(value: float) -> bool:
-    return 0 <= value <= 1

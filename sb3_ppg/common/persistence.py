@@ -1,0 +1,127 @@
+"""Saving and loading of PPG's models and aux buffers: atomic files, and the aux cycle continued after a load."""
+
+import io
+import pathlib
+import warnings
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.type_aliases import GymEnv
+
+from sb3_ppg.common import checkpoints, distributed
+from sb3_ppg.common.buffers import AuxRolloutBuffer
+
+SelfAuxBufferPersistence = TypeVar("SelfAuxBufferPersistence", bound="AuxBufferPersistence")
+
+
+class AuxBufferPersistence(OnPolicyAlgorithm):
+    """
+    The save and load methods of an on-policy algorithm with an aux buffer (PPG's base): the model file leaves the
+    buffer out, :meth:`save_aux_buffer` and :meth:`load_aux_buffer` write and read it, as SB3's replay-buffer pair.
+    """
+
+    aux_buffer: AuxRolloutBuffer
+    n_policy_iterations: int
+    env_id: str | None
+    # Steps per env of the current aux cycle when the model was saved; those lost by a load without the buffer
+    _saved_aux_cycle_steps: int = 0
+    _aux_steps_not_loaded: int = 0
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfAuxBufferPersistence],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfAuxBufferPersistence:
+        """
+        Load the model from a zip-file, as SB3's ``load``. One difference: a model that was created from an env id
+        (``PPG("MlpPolicy", "LunarLander-v2")``) and is loaded without ``env`` gets a new env of that id, so
+        ``model.get_env()`` works straight after loading.
+
+        :param path: path to the file (or a file-like) where to load the agent from
+        :param env: the new environment to run the loaded model on (can be None if you only need prediction
+            from a trained model, or if the model was created from an env id)
+        :param device: Device on which the code should run.
+        :param custom_objects: Dictionary of objects to replace upon loading.
+        :param print_system_info: Whether to print system info from the saved model
+        :param force_reset: Force call to ``reset()`` before training to avoid unexpected behavior.
+        :param kwargs: extra arguments to change the model when loading
+        :return: new model instance with loaded parameters
+        """
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        # The buffer is not in the file: until load_aux_buffer, the states of the saved cycle are missing
+        model._aux_steps_not_loaded = model._saved_aux_cycle_steps
+        distributed.broadcast_parameters(model.policy)
+        env_id = getattr(model, "env_id", None)
+        if env is None and env_id is not None and model.n_envs == 1:
+            try:
+                new_env = make_vec_env(env_id, n_envs=1)
+            except (gym.error.Error, ImportError) as error:  # e.g. box2d missing: the model can still predict
+                warnings.warn(
+                    f"PPG.load: could not make the saved env {env_id!r} ({error!r}); the model has no env. "
+                    "Pass env= to train or evaluate it; predict() works without one."
+                )
+            else:
+                model.set_env(new_env, force_reset=force_reset)
+        return model
+
+    def save(
+        self,
+        path: str | pathlib.Path | io.BufferedIOBase,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+    ) -> None:
+        """
+        Save the model, as SB3's ``save``, without the aux buffer (see :meth:`save_aux_buffer`). A file path is
+        written to a temporary file renamed into place, so a crash during the save leaves the previous file whole.
+        In multi-process training only rank 0 writes (the ranks' weights are equal).
+
+        :param path: path to the file where the model should be saved (``.zip`` added without a suffix), or a file
+        :param exclude: names of parameters that should be excluded in addition to the default ones
+        :param include: names of parameters that might be excluded but should be included anyway
+        """
+        self._saved_aux_cycle_steps = self.aux_buffer.pos
+        if distributed.is_main():
+            checkpoints.save_atomically(super().save, path, exclude=exclude, include=include)
+
+    def save_aux_buffer(self, path: str | pathlib.Path) -> None:
+        """
+        Save the aux buffer's states of the current cycle, as SB3's ``save_replay_buffer`` saves a replay buffer:
+        with :meth:`load_aux_buffer` after ``load``, training continues the cycle where it stopped. The file is
+        written atomically, array by array, in the arrays' own dtypes (see :mod:`sb3_ppg.common.checkpoints`).
+
+        :param path: path to the file where the aux buffer should be saved
+        """
+        checkpoints.save_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), path)
+
+    def load_aux_buffer(self, path: str | pathlib.Path) -> None:
+        """
+        Load an aux buffer saved by :meth:`save_aux_buffer`, as SB3's ``load_replay_buffer``; continue training
+        with ``learn(..., reset_num_timesteps=False)``, which keeps it.
+
+        :param path: path to the saved aux buffer
+        :raises ValueError: when the buffer was saved by a model with another observation space, action space,
+            ``n_envs``, ``n_steps``, ``n_policy_iterations`` or masks, naming each difference
+        :raises ~sb3_ppg.common.checkpoints.AuxBufferFileError: when the file is truncated or corrupt
+        """
+        checkpoints.load_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), path)
+        self._aux_steps_not_loaded = 0
+
+    def _aux_buffer_layout(self) -> dict[str, Any]:
+        return checkpoints.aux_buffer_layout(self.aux_buffer, self.n_steps, self.n_policy_iterations)
+
+    def _excluded_save_params(self) -> list[str]:
+        # The aux buffer can hold millions of states: never pickle it into a save
+        return [*super()._excluded_save_params(), "aux_buffer", "_aux_steps_not_loaded"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer", "policy.aux_optimizer"], []
