@@ -14,6 +14,7 @@ The process-group timeout (how long a rank waits for a dead or stuck peer before
 
 import contextlib
 import copy
+import atexit
 import datetime
 import os
 from collections import deque
@@ -92,6 +93,8 @@ def setup(device: th.device | str) -> th.device | str:
         if cuda:
             th.cuda.set_device(local_rank())
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout())
+        # A group still alive when the interpreter exits can abort it ("terminate called without an active exception")
+        atexit.register(_destroy_process_group)
     if not is_distributed():
         return device
     if device == "auto" and th.cuda.is_available():
@@ -100,6 +103,11 @@ def setup(device: th.device | str) -> th.device | str:
     if "OMP_NUM_THREADS" not in os.environ:
         th.set_num_threads(1)
     return device
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_seed(seed: int | None, n_envs: int) -> int | None:
