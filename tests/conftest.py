@@ -2,7 +2,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch as th
 
@@ -17,6 +19,20 @@ def _one_torch_thread():
 
 # Small settings under which the aux phase runs every other rollout
 SMALL = dict(n_steps=64, batch_size=32, n_epochs=2, n_value_epochs=2, n_policy_iterations=2, n_aux_epochs=2, aux_batch_size=32)
+
+
+def aux_phase_recorder(model: Any) -> list[tuple[int, int, np.ndarray]]:
+    """Record num_timesteps, the number of states and a copy of the states at each aux phase of ``model``."""
+    phases = []
+    train_aux_phase = model._train_aux_phase
+
+    def record() -> None:
+        buffer = model.aux_buffer
+        phases.append((model.num_timesteps, buffer.n_samples, np.array(buffer.observations[: buffer.pos])))
+        train_aux_phase()
+
+    model._train_aux_phase = record
+    return phases
 
 
 def zoo_command(*args: str, prelude: str | None = None) -> list[str]:

@@ -4,6 +4,7 @@ runs one scenario on every rank; each rank writes what the test checks under OUT
 """
 
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -12,20 +13,31 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch as th
+from sb3_contrib.common.envs import InvalidActionEnvDiscrete
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
 
-from sb3_ppg import PPG
+from sb3_ppg import PPG, MaskablePPG
 from sb3_ppg.common import distributed
+from sb3_ppg.common.callbacks import PPGCheckpointCallback
+from tests.conftest import aux_phase_recorder
 
 SMALL: dict[str, Any] = dict(
     n_steps=32, batch_size=32, n_epochs=2, n_value_epochs=2, n_policy_iterations=2, n_aux_epochs=1, aux_batch_size=64
 )
 N_ENVS = 2
-# 4 rollouts of 2 ranks x 2 envs x 32 steps: 2 aux phases
-TOTAL_TIMESTEPS = 512
+# Env steps of one rollout of the 2 ranks
+ROLLOUT_STEPS = 2 * N_ENVS * SMALL["n_steps"]
+# 4 rollouts: 2 aux phases
+TOTAL_TIMESTEPS = 4 * ROLLOUT_STEPS
+# Resuming: aux cycles of 3 rollouts, a checkpoint 2 rollouts into the second cycle
+RESUME: dict[str, Any] = dict(SMALL, n_policy_iterations=3)
+CHECKPOINT_ROLLOUTS = 5
+CHECKPOINT_STEPS = CHECKPOINT_ROLLOUTS * ROLLOUT_STEPS
+# What must be equal on every rank after training
+TRAINING_STATE = ("parameters", "optimizer", "aux_optimizer")
 
 
 class Recorder(VecEnvWrapper):
@@ -56,6 +68,15 @@ def save(out: Path, **values: Any) -> None:
     th.save(values, results / f"rank{distributed.rank()}.pt")
 
 
+def training_state(model: PPG) -> dict[str, Any]:
+    """:return: the weights and both optimizers' states of ``model`` (:data:`TRAINING_STATE`)"""
+    return dict(
+        parameters=[p.detach().clone() for p in model.policy.parameters()],
+        optimizer=model.policy.optimizer.state_dict(),
+        aux_optimizer=model.policy.aux_optimizer.state_dict(),
+    )
+
+
 def learn(out: Path) -> None:
     recorder = Recorder(make_vec_env("CartPole-v1", n_envs=N_ENVS))
     env = VecNormalize(recorder)
@@ -73,9 +94,7 @@ def learn(out: Path) -> None:
     probe = env.normalize_obs(np.stack([env.observation_space.sample() for _ in range(16)]))
     save(
         out,
-        parameters=[p.detach().clone() for p in model.policy.parameters()],
-        optimizer=model.policy.optimizer.state_dict(),
-        aux_optimizer=model.policy.aux_optimizer.state_dict(),
+        **training_state(model),
         num_timesteps=model.num_timesteps,
         n_aux_phases=model._n_aux_phases,
         raw_observations=np.concatenate(recorder.observations),
@@ -87,6 +106,54 @@ def learn(out: Path) -> None:
         probe=probe,
         actions=model.predict(probe, deterministic=True)[0],
     )
+
+
+def learn_masked(out: Path) -> None:
+    """MaskablePPG: a learn() with 2 aux phases."""
+    env = make_vec_env(lambda: InvalidActionEnvDiscrete(dim=20, n_invalid_actions=10), n_envs=N_ENVS)
+    model = MaskablePPG("MlpPolicy", env, seed=0, **SMALL)
+    model.learn(TOTAL_TIMESTEPS)
+    buffer = model.rollout_buffer
+    save(
+        out,
+        **training_state(model),
+        n_aux_phases=model._n_aux_phases,
+        observations=buffer.observations,
+        masks=buffer.action_masks,
+    )
+
+
+def checkpoint(out: Path) -> None:
+    """Train 2 rollouts into the second aux cycle; a PPGCheckpointCallback saves the model and the aux buffers then."""
+    model = PPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS), seed=0, **RESUME)
+    # Rank 1 is given another folder, as the zoo does: it must save beside rank 0's checkpoint all the same
+    save_path = out / ("checkpoints" if distributed.rank() == 0 else "elsewhere")
+    callback = PPGCheckpointCallback(CHECKPOINT_ROLLOUTS * RESUME["n_steps"], str(save_path), save_replay_buffer=True)
+    model.learn(CHECKPOINT_STEPS, callback=callback)
+    buffer = model.aux_buffer
+    save(out, num_timesteps=model.num_timesteps, n_aux_phases=model._n_aux_phases, states=buffer.observations[: buffer.pos])
+
+
+def resume(out: Path) -> None:
+    """
+    Load the checkpoint of :func:`checkpoint`: first a buffer whose file exists for rank 0 only, which must fail on
+    both ranks; then each rank's own buffer, and train to the next aux phase.
+    """
+    folder = out / "checkpoints"
+    model = PPG.load(folder / f"rl_model_{CHECKPOINT_STEPS}_steps.zip", env=make_vec_env("CartPole-v1", n_envs=N_ENVS))
+    if distributed.rank() == 0:
+        shutil.copy(folder / f"rl_model_aux_buffer_{CHECKPOINT_STEPS}_steps_rank0.npz", folder / "partial_rank0.npz")
+    try:
+        model.load_aux_buffer(folder / "partial.npz")
+    except RuntimeError as error:
+        _record_error(out, error)
+    pos_after_failure = model.aux_buffer.pos
+    model.load_aux_buffer(folder / f"rl_model_aux_buffer_{CHECKPOINT_STEPS}_steps.npz")
+    loaded = np.array(model.aux_buffer.observations[: model.aux_buffer.pos])
+    phases = aux_phase_recorder(model)
+    cycle = RESUME["n_policy_iterations"]
+    model.learn((2 * cycle - CHECKPOINT_ROLLOUTS) * ROLLOUT_STEPS, reset_num_timesteps=False)
+    save(out, pos_after_failure=pos_after_failure, loaded=loaded, phases=phases, n_aux_phases=model._n_aux_phases)
 
 
 class StopOnRankZero(BaseCallback):
@@ -224,6 +291,9 @@ def train_on_rollouts(model: PPG, rollouts: list[dict[str, np.ndarray]], columns
 
 SCENARIOS = {
     "learn": learn,
+    "learn_masked": learn_masked,
+    "checkpoint": checkpoint,
+    "resume": resume,
     "stop": stop,
     "target_kl": target_kl,
     "nan_reward": nan_reward,

@@ -38,8 +38,8 @@ def run_scenario(name: str, out: Path, expect_success: bool = True) -> subproces
     return torchrun(str(SCRIPT), name, str(out), cwd=out, expect_success=expect_success)
 
 
-def rank_results(out: Path) -> list[dict[str, Any]]:
-    return [th.load(out / "results" / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
+def rank_results(out: Path, folder: str = "results") -> list[dict[str, Any]]:
+    return [th.load(out / folder / f"rank{rank}.pt", weights_only=False) for rank in range(2)]
 
 
 def rank_errors(out: Path) -> list[str]:
@@ -61,6 +61,12 @@ def assert_bitwise_equal(a: Any, b: Any) -> None:
             assert_bitwise_equal(x, y)
     else:
         assert a == b
+
+
+def assert_same_training_state(first: dict[str, Any], second: dict[str, Any]) -> None:
+    """The weights and both optimizers' states of two ranks are bitwise equal."""
+    for key in script.TRAINING_STATE:
+        assert_bitwise_equal(first[key], second[key])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -125,9 +131,17 @@ def test_ranks_end_with_bitwise_equal_weights_and_optimizers(learned: Path):
     # The ranks stepped different envs...
     assert not np.array_equal(first["raw_observations"], second["raw_observations"])
     # ...into the same weights and optimizer states
-    assert_bitwise_equal(first["parameters"], second["parameters"])
-    assert_bitwise_equal(first["optimizer"], second["optimizer"])
-    assert_bitwise_equal(first["aux_optimizer"], second["aux_optimizer"])
+    assert_same_training_state(first, second)
+
+
+def test_maskable_ppg_ranks_end_with_bitwise_equal_weights_and_optimizers(tmp_path: Path):
+    run_scenario("learn_masked", tmp_path)
+    first, second = rank_results(tmp_path)
+    assert first["n_aux_phases"] == second["n_aux_phases"] == 2
+    # Both optimizers stepped
+    assert first["optimizer"]["state"] and first["aux_optimizer"]["state"]
+    assert not np.array_equal(first["observations"], second["observations"])
+    assert_same_training_state(first, second)
 
 
 def test_timesteps_count_the_steps_of_all_ranks(learned: Path):
@@ -294,3 +308,38 @@ def test_the_zoo_under_torchrun_writes_one_model_and_one_log(tmp_path: Path):
     assert len(list(tmp_path.rglob("*.zip"))) == 1
     model = PPG.load(run / "CartPole-v1.zip")
     assert model.num_timesteps == 256
+
+
+def test_the_zoo_under_torchrun_resumes_each_rank_with_its_own_aux_buffer(tmp_path: Path):
+    hyperparams = ["n_envs:2", "n_steps:32", "batch_size:32", "n_policy_iterations:3", "n_aux_epochs:1", "aux_batch_size:64"]
+    train = [
+        "-m",
+        "sb3_ppg.zoo",
+        "train",
+        "--algo",
+        "ppg",
+        "--env",
+        "CartPole-v1",
+        "-f",
+        "logs",
+        "--seed",
+        "0",
+        "--eval-freq",
+        "-1",
+    ]
+    # 5 rollouts of 128 steps: 2 into the second aux cycle; --save-freq counts the steps of one rank
+    torchrun(*train, "-n", "640", "--save-freq", "320", "--save-aux-buffer", "-params", *hyperparams, cwd=tmp_path)
+    run = tmp_path / "logs" / "ppg" / "CartPole-v1_1"
+    assert sorted(path.name for path in run.glob("*aux_buffer*")) == [
+        "aux_buffer_rank0.npz",
+        "aux_buffer_rank1.npz",
+        "rl_model_aux_buffer_640_steps_rank0.npz",
+        "rl_model_aux_buffer_640_steps_rank1.npz",
+    ]
+    assert PPG.load(run / "rl_model_640_steps.zip")._n_aux_phases == 1
+    result = torchrun(*train, "-n", "128", "-i", str(run / "rl_model_640_steps.zip"), "-params", *hyperparams, cwd=tmp_path)
+    assert "Loading the aux buffer" in result.stdout and "rl_model_aux_buffer_640_steps_rank0.npz" in result.stdout
+    model = PPG.load(tmp_path / "logs" / "ppg" / "CartPole-v1_2" / "CartPole-v1.zip")
+    assert model.num_timesteps == 768
+    # The second cycle's aux phase came on schedule, at 768 steps; without the buffers it would come 3 rollouts later
+    assert model._n_aux_phases == 2

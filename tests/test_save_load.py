@@ -13,7 +13,9 @@ from stable_baselines3.common.utils import set_random_seed
 from sb3_ppg import PPG, MaskablePPG
 from sb3_ppg.common.checkpoints import AuxBufferFileError
 from sb3_ppg.common.policies import AuxActorCriticCnnPolicy, AuxActorCriticPolicy
-from tests.conftest import SMALL
+from tests import data_parallel_script as script
+from tests.conftest import SMALL, aux_phase_recorder
+from tests.test_data_parallel import rank_errors, rank_results, run_scenario
 
 
 def test_aux_buffer_is_not_saved(tmp_path):
@@ -111,20 +113,6 @@ def test_the_reference_options_are_saved_and_loaded(tmp_path):
 RESUME = dict(SMALL, n_policy_iterations=3, learning_rate=lambda progress: 1e-3 * progress)
 
 
-def _aux_phase_recorder(model):
-    """Record num_timesteps, the number of states and a copy of the states at each aux phase of ``model``."""
-    phases = []
-    train_aux_phase = model._train_aux_phase
-
-    def record():
-        buffer = model.aux_buffer
-        phases.append((model.num_timesteps, buffer.n_samples, np.array(buffer.observations[: buffer.pos])))
-        train_aux_phase()
-
-    model._train_aux_phase = record
-    return phases
-
-
 def _run_with_interruption(tmp_path, rollouts_before, interrupt, load_buffer=True):
     """
     Train ``rollouts_before`` rollouts, then (with ``interrupt``) save and load the model (and its aux buffer) with
@@ -145,7 +133,7 @@ def _run_with_interruption(tmp_path, rollouts_before, interrupt, load_buffer=Tru
             model.load_aux_buffer(tmp_path / "aux_buffer.npz")
     # SB3 saves no RNG state: both runs start from the same one at the interruption point
     set_random_seed(1)
-    phases = _aux_phase_recorder(model)
+    phases = aux_phase_recorder(model)
     model.learn(model.n_policy_iterations * rollout, reset_num_timesteps=False)
     weights = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
     return weights, phases, saved_states
@@ -328,12 +316,44 @@ def test_an_aux_buffer_loads_in_a_new_process(tmp_path):
     assert observations.dtype == np.uint8 and np.array_equal(observations, model.aux_buffer.observations[:16])
 
 
-@pytest.mark.skip(reason="needs data-parallel PPG (one process per rank), not in sb3_ppg yet: write it when it lands")
 def test_each_rank_saves_and_loads_its_own_aux_buffer(tmp_path):
     """
-    Once data-parallel training exists: 2 ranks (torchrun, gloo, one torch thread each, with a timeout) train into
-    an aux cycle; each rank saves ``..._rank{r}`` beside a checkpoint that rank 0 alone saves; a resumed run loads
-    each rank's own buffer and its next aux phase comes on schedule, with each rank's first k rollouts bitwise the
-    ones it saved.
+    2 ranks (torchrun, gloo) train 2 rollouts into an aux cycle of 3; each rank saves its own aux buffer beside a
+    checkpoint that rank 0 alone saves. A new run loads each rank's own buffer: its next aux phase comes on schedule,
+    over the 2 saved rollouts and the new one. A buffer missing on one rank fails on both.
     """
-    raise NotImplementedError("to be written with data-parallel PPG; this placeholder must not pass")
+    run_scenario("checkpoint", tmp_path)
+    (tmp_path / "results").rename(tmp_path / "saved")
+    saved = rank_results(tmp_path, "saved")
+    steps = script.CHECKPOINT_STEPS
+    assert [result["num_timesteps"] for result in saved] == [steps, steps]
+    assert [result["n_aux_phases"] for result in saved] == [1, 1]
+    files = sorted(path.name for path in (tmp_path / "checkpoints").iterdir())
+    assert files == [
+        f"rl_model_{steps}_steps.zip",
+        f"rl_model_aux_buffer_{steps}_steps_rank0.npz",
+        f"rl_model_aux_buffer_{steps}_steps_rank1.npz",
+    ]
+    # Rank 1 was given another folder and saved beside rank 0's checkpoint
+    assert not (tmp_path / "elsewhere").exists() or not any((tmp_path / "elsewhere").iterdir())
+
+    run_scenario("resume", tmp_path)
+    resumed = rank_results(tmp_path)
+    # A buffer file that only rank 0 has: both ranks raise, name rank 1's missing file, and keep an empty buffer
+    for error, result in zip(rank_errors(tmp_path), resumed, strict=True):
+        assert "load_aux_buffer failed on rank(s) 1, so every rank stops" in error, error
+        assert "FileNotFoundError" in error and "partial_rank1.npz" in error, error
+        assert result["pos_after_failure"] == 0
+    n_steps, n_pi = script.RESUME["n_steps"], script.RESUME["n_policy_iterations"]
+    rollouts_saved = script.CHECKPOINT_ROLLOUTS - n_pi
+    for before, after in zip(saved, resumed, strict=True):
+        assert len(before["states"]) == rollouts_saved * n_steps
+        assert np.array_equal(after["loaded"], before["states"])
+        # The next aux phase: at the end of the second cycle, over 3 full rollouts, the first 2 of them those saved
+        [(timesteps, n_samples, states)] = after["phases"]
+        assert timesteps == 2 * n_pi * script.ROLLOUT_STEPS
+        assert n_samples == n_pi * n_steps * script.N_ENVS
+        assert np.array_equal(states[: len(before["states"])], before["states"])
+        assert after["n_aux_phases"] == 2
+    # Each rank loaded its own buffer: the ranks' states differ
+    assert not np.array_equal(saved[0]["states"], saved[1]["states"])

@@ -2,9 +2,11 @@
 
 import os
 import re
+from typing import ClassVar
 
 from stable_baselines3.common.callbacks import CheckpointCallback
 
+from sb3_ppg.common import distributed
 from sb3_ppg.common.checkpoints import atomic_path, save_atomically
 
 AUX_BUFFER_PREFIX = "aux_buffer_"
@@ -41,7 +43,12 @@ class PPGCheckpointCallback(CheckpointCallback):
       has trained on it (at the next rollout's start, or at the end of training). SB3's callback saves at that
       very step, in the middle of a rollout that the saved model then never trains on.
     - Every file (model, buffer, ``VecNormalize`` statistics) is written to a temporary name and renamed into
-      place, so a process killed during a save leaves the previous checkpoint whole.
+      place, so a process killed during a save leaves the previous checkpoint whole. The aux buffer is written
+      before the model, so a checkpoint's model file never lacks its buffer.
+    - In multi-process training it runs on every rank (pass it to ``learn`` on every rank): each rank saves its own
+      aux buffer, as ``{name_prefix}_aux_buffer_{num_timesteps}_steps_rank{r}.npz``, and rank 0 alone saves the
+      model and the ``VecNormalize`` statistics. Every rank writes into rank 0's ``save_path`` with rank 0's
+      ``name_prefix``, and a failure to save on any rank raises on every rank.
 
     :param save_freq: Save checkpoints every ``save_freq`` call of the callback (at the end of that rollout).
     :param save_path: Path to the folder where the model will be saved.
@@ -51,7 +58,14 @@ class PPGCheckpointCallback(CheckpointCallback):
     :param verbose: Verbosity level: 0 for no output, 2 for indicating when saving model checkpoint
     """
 
+    # Kept on every rank by distributed.rank_callbacks: each rank saves its own aux buffer
+    runs_on_every_rank: ClassVar[bool] = True
     _save_due = False
+
+    def _init_callback(self) -> None:
+        # Beside rank 0's checkpoints, wherever the other ranks were told to save (the zoo gives them a temporary folder)
+        self.save_path, self.name_prefix = distributed.broadcast_object((self.save_path, self.name_prefix))
+        super()._init_callback()
 
     def _on_step(self) -> bool:
         if self.n_calls % self.save_freq == 0:
@@ -68,14 +82,19 @@ class PPGCheckpointCallback(CheckpointCallback):
         if not self._save_due:
             return
         self._save_due = False
-        model_path = self._checkpoint_path(extension="zip")
-        save_atomically(self.model.save, model_path)
-        self._report("model", model_path)
         if self.save_replay_buffer and hasattr(self.model, "save_aux_buffer"):
             path = self._checkpoint_path(AUX_BUFFER_PREFIX, extension=AUX_BUFFER_EXTENSION)
             self.model.save_aux_buffer(path)
-            self._report("aux buffer", path)
-        elif self.save_replay_buffer and getattr(self.model, "replay_buffer", None) is not None:
+            self._report("aux buffer", distributed.rank_path(path))
+        distributed.run_agreed(self._save_model_files if distributed.is_main() else lambda: None, "the checkpoint's save")
+
+    def _save_model_files(self) -> None:
+        """Save the model, the replay buffer of an off-policy model, and the ``VecNormalize`` statistics."""
+        model_path = self._checkpoint_path(extension="zip")
+        save_atomically(self.model.save, model_path)
+        self._report("model", model_path)
+        replay_buffer = None if hasattr(self.model, "save_aux_buffer") else getattr(self.model, "replay_buffer", None)
+        if self.save_replay_buffer and replay_buffer is not None:
             path = self._checkpoint_path("replay_buffer_", extension="pkl")
             with atomic_path(path) as temporary:
                 self.model.save_replay_buffer(temporary)  # type: ignore[attr-defined]

@@ -17,8 +17,9 @@ import copy
 import atexit
 import datetime
 import os
+import pathlib
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -41,6 +42,8 @@ TIMEOUT_ENV = "SB3_PPG_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0
 
 Array = TypeVar("Array", np.ndarray, th.Tensor)
+T = TypeVar("T")
+PathT = TypeVar("PathT", str, pathlib.Path)
 
 
 def is_distributed() -> bool:
@@ -108,6 +111,61 @@ def setup(device: th.device | str) -> th.device | str:
 def _destroy_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def rank_path(path: PathT) -> PathT:
+    """
+    The file of this rank, for what each rank saves its own of (the aux buffer).
+
+    :param path: the file's name, the same on every rank
+    :return: ``path`` in a single process; in multi-process training ``path`` with ``_rank{r}`` added to its stem:
+        ``aux_buffer.npz`` becomes ``aux_buffer_rank0.npz`` on rank 0, ``aux_buffer_rank1.npz`` on rank 1, ...
+    """
+    if not is_distributed():
+        return path
+    named = pathlib.Path(path)
+    named = named.with_name(f"{named.stem}_rank{rank()}{named.suffix}")
+    return named if isinstance(path, pathlib.Path) else str(named)
+
+
+def broadcast_object(value: T) -> T:
+    """
+    :param value: a picklable value on this rank
+    :return: rank 0's value, on every rank (``value`` itself in a single process)
+    """
+    if not is_distributed():
+        return value
+    shared: list[Any] = [value]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
+
+
+def run_agreed(action: Callable[[], T], what: str) -> T:
+    """
+    Run ``action`` on this rank, then agree on the outcome with the other ranks, so that a failure on one rank never
+    leaves the others waiting in their next collective: when it raised on any rank, every rank raises.
+
+    :param action: what this rank does (a no-op on ranks with nothing to do: every rank must call this)
+    :param what: what it is, for the error message
+    :return: what ``action`` returned
+    :raises RuntimeError: in multi-process training, on every rank, naming each rank where ``action`` raised and its
+        error (chained from this rank's own); in a single process ``action``'s own error is raised as it is
+    """
+    if not is_distributed():
+        return action()
+    try:
+        result, error = action(), None
+    except Exception as raised:
+        result, error = None, raised
+    errors: list[str | None] = [None] * world_size()
+    dist.all_gather_object(errors, None if error is None else f"{type(error).__name__}: {error}")
+    failed = [(r, message) for r, message in enumerate(errors) if message is not None]
+    if failed:
+        raise RuntimeError(
+            f"{what} failed on rank(s) {', '.join(str(r) for r, _ in failed)}, so every rank stops:\n"
+            + "\n".join(f"  rank {r}: {message}" for r, message in failed)
+        ) from error
+    return result  # type: ignore[return-value]
 
 
 def rank_seed(seed: int | None, n_envs: int) -> int | None:
@@ -323,19 +381,25 @@ def silence_logger(model: BaseAlgorithm) -> None:
 RANK_ZERO_CALLBACKS = (EvalCallback, CheckpointCallback, ProgressBarCallback)
 
 
+def _rank_zero_only(callback: Any) -> bool:
+    # A callback with a true ``runs_on_every_rank`` class attribute (PPGCheckpointCallback) saves on every rank
+    return isinstance(callback, RANK_ZERO_CALLBACKS) and not getattr(callback, "runs_on_every_rank", False)
+
+
 def rank_callbacks(callback: Any) -> Any:
     """
     :param callback: the callback(s) given to ``learn``
-    :return: the same on rank 0; on other ranks without the evaluation, checkpoint and progress bar callbacks
+    :return: the same on rank 0; on other ranks without the evaluation, checkpoint and progress bar callbacks,
+        except those with ``runs_on_every_rank = True``
     """
     if is_main():
         return callback
-    if isinstance(callback, RANK_ZERO_CALLBACKS):
+    if _rank_zero_only(callback):
         return None
     if isinstance(callback, CallbackList):
         return CallbackList(rank_callbacks(callback.callbacks))
     if isinstance(callback, list):
-        return [rank_callbacks(inner) for inner in callback if not isinstance(inner, RANK_ZERO_CALLBACKS)]
+        return [rank_callbacks(inner) for inner in callback if not _rank_zero_only(inner)]
     return callback
 
 
@@ -402,10 +466,8 @@ class DataParallelCallback(BaseCallback):
     def _on_training_start(self) -> None:
         # Start from rank 0's statistics (after a load, or the first learn)
         stats = _running_stats(self.model)
-        state = [(s.mean, s.var, s.count) for s in stats]
-        shared: list[Any] = [state]
-        dist.broadcast_object_list(shared, src=0)
-        for s, (mean, var, count) in zip(stats, shared[0], strict=True):
+        shared = broadcast_object([(s.mean, s.var, s.count) for s in stats])
+        for s, (mean, var, count) in zip(stats, shared, strict=True):
             s.mean, s.var, s.count = np.copy(mean), np.copy(var), count
         self._base_stats = [copy.deepcopy(s) for s in stats]
         self.callback.on_training_start(self.locals, self.globals)

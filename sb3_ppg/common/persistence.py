@@ -99,21 +99,42 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
         with :meth:`load_aux_buffer` after ``load``, training continues the cycle where it stopped. The file is
         written atomically, array by array, in the arrays' own dtypes (see :mod:`sb3_ppg.common.checkpoints`).
 
+        In multi-process training each rank saves its own buffer, to ``path`` with ``_rank{r}`` added to its name
+        (``aux_buffer.npz`` becomes ``aux_buffer_rank0.npz``, ``aux_buffer_rank1.npz``, ...; a single process writes
+        ``path`` itself). Call it on every rank with the same ``path``: a failure on one rank raises on every rank.
+
         :param path: path to the file where the aux buffer should be saved
         """
-        checkpoints.save_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), path)
+        rank_path = distributed.rank_path(path)
+        distributed.run_agreed(
+            lambda: checkpoints.save_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), rank_path), "save_aux_buffer"
+        )
 
     def load_aux_buffer(self, path: str | pathlib.Path) -> None:
         """
         Load an aux buffer saved by :meth:`save_aux_buffer`, as SB3's ``load_replay_buffer``; continue training
         with ``learn(..., reset_num_timesteps=False)``, which keeps it.
 
-        :param path: path to the saved aux buffer
+        In multi-process training each rank loads its own buffer, ``path`` with ``_rank{r}`` added to its name (as
+        :meth:`save_aux_buffer` wrote it). Call it on every rank with the same ``path``: when a rank's file is
+        missing or does not fit, every rank raises, and each leaves its buffer empty.
+
+        :param path: path to the saved aux buffer (the name given to :meth:`save_aux_buffer`)
         :raises ValueError: when the buffer was saved by a model with another observation space, action space,
             ``n_envs``, ``n_steps``, ``n_policy_iterations`` or masks, naming each difference
         :raises ~sb3_ppg.common.checkpoints.AuxBufferFileError: when the file is truncated or corrupt
+        :raises RuntimeError: in multi-process training, instead of the errors above, on every rank, naming each
+            rank whose load failed and why
         """
-        checkpoints.load_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), path)
+        rank_path = distributed.rank_path(path)
+        try:
+            distributed.run_agreed(
+                lambda: checkpoints.load_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), rank_path), "load_aux_buffer"
+            )
+        except Exception:
+            # A rank whose own load succeeded must not keep a buffer the others lack
+            self.aux_buffer.reset()
+            raise
         self._aux_steps_not_loaded = 0
 
     def _aux_buffer_layout(self) -> dict[str, Any]:

@@ -17,7 +17,8 @@ every zoo algo (``--algo ppo``, ...) keeps working. ``train --algo ppg`` reads t
 ``train --save-freq N --save-aux-buffer`` saves PPG's aux buffer (and the ``VecNormalize`` statistics, when
 normalizing) with every checkpoint, and ``train -i logs/ppg/<env>_1/rl_model_<steps>_steps.zip`` resumes from
 that checkpoint with the buffer and statistics found beside it, counting timesteps on (``-n``: the steps to add).
-``--save-aux-buffer`` is PPG's name for the zoo's ``--save-replay-buffer``.
+``--save-aux-buffer`` is PPG's name for the zoo's ``--save-replay-buffer``. Under ``torchrun`` each rank saves
+and resumes its own buffer, ``..._rank{r}.npz`` beside rank 0's model.
 
 ``train`` takes one option of its own: ``--heartbeat-interval SECONDS`` opens the ``--storage`` database with
 Optuna's heartbeat, so that the trial of a worker that died is marked failed by the other workers

@@ -27,6 +27,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack, VecNormalize, VecTransposeImage
 
+from sb3_ppg.common import distributed
 from sb3_ppg.common.callbacks import (
     AUX_BUFFER_EXTENSION,
     AUX_BUFFER_PREFIX,
@@ -200,12 +201,17 @@ class PPGExperimentManager(ExperimentManager):
         return self.continue_training and self.algo in ALGO_CLASSES
 
     def _load_pretrained_agent(self, hyperparams: dict[str, Any], env: VecEnv) -> BaseAlgorithm:
-        """The zoo's ``-i``; for PPG it also loads the aux buffer found beside the model (:func:`aux_buffer_beside`)."""
+        """
+        The zoo's ``-i``; for PPG it also loads the aux buffer found beside the model (:func:`aux_buffer_beside`),
+        under torchrun each rank its own. The ranks agree: when no rank finds its buffer, none loads one (a fresh
+        aux cycle starts, with a warning); when some do, every rank loads its own, and a missing one fails on every
+        rank.
+        """
         model = super()._load_pretrained_agent(hyperparams, env)
         if self._resumes_ppg():
             path = aux_buffer_beside(self.trained_agent)
-            if os.path.exists(path):
-                print(f"Loading the aux buffer {path}")
+            if distributed.ranks_where(os.path.exists(distributed.rank_path(path))):
+                print(f"Loading the aux buffer {distributed.rank_path(path)}")
                 model.load_aux_buffer(path)  # type: ignore[attr-defined]
         return model
 
@@ -218,11 +224,16 @@ class PPGExperimentManager(ExperimentManager):
             super().learn(model)
 
     def save_trained_model(self, model: BaseAlgorithm) -> None:
-        """The zoo's final save; with ``--save-aux-buffer``, PPG's aux buffer goes beside it as ``aux_buffer.npz``."""
+        """
+        The zoo's final save; with ``--save-aux-buffer``, PPG's aux buffer goes beside it as ``aux_buffer.npz``, or
+        under torchrun as each rank's ``aux_buffer_rank{r}.npz`` beside rank 0's model.
+        """
         super().save_trained_model(model)
         if self.save_replay_buffer and hasattr(model, "save_aux_buffer"):
             print("Saving the aux buffer")
-            model.save_aux_buffer(os.path.join(self.save_path, FINAL_AUX_BUFFER))
+            # The other ranks' save_path is a temporary folder
+            save_path = distributed.broadcast_object(self.save_path)
+            model.save_aux_buffer(os.path.join(save_path, FINAL_AUX_BUFFER))
 
     @staticmethod
     def _preprocess_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
@@ -314,7 +325,8 @@ def aux_buffer_beside(model_path: str) -> str:
     """
     :param model_path: a model file given to ``-i``
     :return: where its aux buffer is saved: ``rl_model_aux_buffer_<steps>_steps.npz`` beside a checkpoint
-        ``rl_model_<steps>_steps.zip``, else ``aux_buffer.npz`` in its folder (the final save)
+        ``rl_model_<steps>_steps.zip``, else ``aux_buffer.npz`` in its folder (the final save); under torchrun each
+        rank's file has ``_rank{r}`` added to that name (:meth:`~sb3_ppg.PPG.load_aux_buffer` adds it)
     """
     beside = checkpoint_companion(model_path, AUX_BUFFER_PREFIX, AUX_BUFFER_EXTENSION)
     return beside if beside is not None else os.path.join(os.path.dirname(model_path), FINAL_AUX_BUFFER)
