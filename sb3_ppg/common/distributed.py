@@ -43,7 +43,6 @@ DEFAULT_TIMEOUT_S = 300.0
 
 Array = TypeVar("Array", np.ndarray, th.Tensor)
 T = TypeVar("T")
-PathT = TypeVar("PathT", str, pathlib.Path)
 
 
 def is_distributed() -> bool:
@@ -113,7 +112,7 @@ def _destroy_process_group() -> None:
         dist.destroy_process_group()
 
 
-def rank_path(path: PathT) -> PathT:
+def rank_path(path: str | os.PathLike[str]) -> str:
     """
     The file of this rank, for what each rank saves its own of (the aux buffer).
 
@@ -122,10 +121,9 @@ def rank_path(path: PathT) -> PathT:
         ``aux_buffer.npz`` becomes ``aux_buffer_rank0.npz`` on rank 0, ``aux_buffer_rank1.npz`` on rank 1, ...
     """
     if not is_distributed():
-        return path
+        return os.fspath(path)
     named = pathlib.Path(path)
-    named = named.with_name(f"{named.stem}_rank{rank()}{named.suffix}")
-    return named if isinstance(path, pathlib.Path) else str(named)
+    return str(named.with_name(f"{named.stem}_rank{rank()}{named.suffix}"))
 
 
 def broadcast_object(value: T) -> T:
