@@ -1,13 +1,15 @@
 """
 Data-parallel scaling on LunarLander-v3 with the packaged ppg.yml entry: 1 rank x 16 envs against 2 ranks x 8 envs,
-the same global batch, each run through ``torchrun -m sb3_ppg.zoo train``.
+the same global batch (envs, minibatch and aux minibatch sizes split over the ranks), each run through
+``torchrun -m sb3_ppg.zoo train``.
 
     python benchmarks/distributed.py scaling --timesteps 1000000 --seeds 0 1 2 --out benchmarks/results/distributed
     python benchmarks/distributed.py allreduce --repeats 200
 
 ``scaling`` writes one row per run to ``OUT/scaling.csv`` (ranks, envs per rank, seed, wall seconds, global env
-steps per second); each run's log folder (rank 0's monitor files: the learning curve against global steps is
-``l`` summed over rank 0's envs times the number of ranks) stays under ``OUT/runs``. ``allreduce`` times one flat
+steps per second, the mean return of rank 0's last 100 episodes); each run's log folder (rank 0's monitor files:
+the learning curve against global steps is ``l`` summed over rank 0's envs times the number of ranks) stays under
+``OUT/runs``. ``allreduce`` times one flat
 gloo all-reduce of the LunarLander policy's parameter count on 2 ranks, the cost added to every minibatch.
 """
 
@@ -24,7 +26,34 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_ID = "LunarLander-v3"
-GLOBAL_ENVS = 16
+
+
+def rank_split(ranks: int) -> dict[str, int]:
+    """
+    The packaged entry's settings split over ``ranks``: envs and both minibatch sizes per rank, so
+    each optimizer step averages the gradients of the same global minibatch, and an epoch takes as many steps.
+    """
+    from sb3_ppg.train import load_config
+
+    entry = load_config(ENV_ID)
+    params = {
+        "n_envs": int(entry["n_envs"]),
+        "batch_size": int(entry["batch_size"]),
+        "aux_batch_size": int(entry["aux_batch_size"]),
+    }
+    for name, value in params.items():
+        if value % ranks:
+            raise ValueError(f"{ENV_ID}'s {name} ({value}) does not split over {ranks} ranks")
+    return {name: value // ranks for name, value in params.items()}
+
+
+def last_return(log_folder: Path, episodes: int = 100) -> float:
+    """The mean return of the last ``episodes`` episodes that rank 0's envs finished (its monitor files)."""
+    from stable_baselines3.common.monitor import load_results
+
+    (run,) = (log_folder / "ppg").iterdir()
+    results = load_results(str(run)).sort_values("t")
+    return round(float(results["r"].tail(episodes).mean()), 1)
 
 
 def run_scaling(timesteps: int, seeds: list[int], ranks_list: list[int], out: Path) -> None:
@@ -34,17 +63,18 @@ def run_scaling(timesteps: int, seeds: list[int], ranks_list: list[int], out: Pa
     for seed in seeds:
         for ranks in ranks_list:  # interleaved, so outside load falls on both alike
             log_folder = out / "runs" / f"ranks{ranks}-seed{seed}"
+            split = rank_split(ranks)
             command = [
                 sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
                 "-m", "sb3_ppg.zoo", "train", "--algo", "ppg", "--env", ENV_ID, "-n", str(timesteps),
                 "--seed", str(seed), "--eval-freq", "-1", "-f", str(log_folder),
-                "-params", f"n_envs:{GLOBAL_ENVS // ranks}",
+                "-params", *(f"{name}:{value}" for name, value in split.items()),
             ]  # fmt: skip
             start = time.perf_counter()
             subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
             wall = time.perf_counter() - start
-            rows.append(dict(ranks=ranks, envs_per_rank=GLOBAL_ENVS // ranks, seed=seed, wall_s=round(wall, 2),
-                             steps_per_s=round(timesteps / wall, 1)))  # fmt: skip
+            rows.append(dict(ranks=ranks, envs_per_rank=split["n_envs"], seed=seed, wall_s=round(wall, 2),
+                             steps_per_s=round(timesteps / wall, 1), last_100_return=last_return(log_folder)))  # fmt: skip
             print(rows[-1], flush=True)
     with open(out / "scaling.csv", "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
