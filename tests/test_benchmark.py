@@ -35,6 +35,15 @@ def run_compare(out: Path) -> subprocess.CompletedProcess:
     return result
 
 
+def run_one_evaluation(env: str, timesteps: int, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run every arm of an env for one seed, evaluated once (one episode) at the end of its budget."""
+    command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", str(timesteps)]
+    command += ["--eval-freq", str(timesteps), "--eval-episodes", "1", "--jobs", "1", "--out", str(out), *extra]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """The output directory and process of one tiny benchmark."""
@@ -306,10 +315,7 @@ def test_minatar_arms_share_the_env_side_settings() -> None:
 def test_minatar_end_to_end(tmp_path: Path) -> None:
     """One rollout (64 envs x 128 steps) per arm; the report has the equal-steps and equal-wall-clock section."""
     env = "MinAtar/Breakout-v1"
-    command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", "8192"]
-    command += ["--eval-freq", "8192", "--eval-episodes", "1", "--jobs", "1", "--out", str(tmp_path)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_one_evaluation(env, 8192, tmp_path)
     assert "Overriding environment" not in result.stderr  # MinAtar is registered once per process
     with open(tmp_path / f"{env}.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -393,17 +399,13 @@ def test_recurrent_arms_are_the_zoo_entries_and_ppg_lstm_yml() -> None:
 def test_recurrent_end_to_end_and_resume(tmp_path: Path) -> None:
     """One rollout (8 envs x 32 steps) per arm, an aux phase in RecurrentPPG's; a second call trains nothing."""
     env = "CartPoleNoVel-v1"
-    command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", "256"]
-    command += ["--eval-freq", "256", "--eval-episodes", "1", "--jobs", "1", "--out", str(tmp_path)]
-    command += ["--ppg", "n_policy_iterations=1"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_one_evaluation(env, 256, tmp_path, "--ppg", "n_policy_iterations=1")
     with open(tmp_path / f"{env}.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     arms = ["ppg-lstm", "ppo-lstm", "ppo-lstm-ppg-epochs"]
     assert [(row["algo"], int(row["timesteps"])) for row in rows] == [(arm, 256) for arm in arms]
     markdown = (tmp_path / f"{env}.md").read_text()
     assert "PPG/ppo-lstm |" in markdown and "PPG/ppo-lstm-ppg-epochs |" in markdown
-    assert "p, final vs ppo-lstm" in markdown
-    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and again.stdout.count("skipped") == 3 and "eval mean" not in again.stdout
+    assert "p, final vs ppo-lstm" in markdown and "RecurrentPPG vs RecurrentPPO" in markdown
+    again = run_one_evaluation(env, 256, tmp_path, "--ppg", "n_policy_iterations=1")
+    assert again.stdout.count("skipped") == 3 and "eval mean" not in again.stdout
