@@ -7,8 +7,9 @@ Three arms are trained: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``), ``pp
 entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar's games
 (``--env MinAtar/Breakout-v1``) the arms are ``ppo``, ``ppg`` and ``ppg-detach``; on a Procgen id through EnvPool
 (``--env StarpilotHard-v0``) ``ppg``, ``ppg-detach`` and ``ppo-reference``, the packaged entries as they are, and
-the rows hold the training episodes' return, the paper's measure, set beside the paper's own curves (see
-``configs.py`` and ``report.py``). Each
+the rows hold the training episodes' return, the paper's measure, set beside the paper's own curves; on the RL
+Zoo's tasks without velocities (``--env CartPoleNoVel-v1``) ``ppg-lstm`` (RecurrentPPG), ``ppo-lstm`` (RecurrentPPO)
+and ``ppo-lstm-ppg-epochs`` (see ``configs.py`` and ``report.py``). Each
 (arm, seed) run writes ``<out>/run_files/<env>/<arm>_seed<k>.csv`` when it completes; existing run files are skipped,
 so an interrupted benchmark resumes. ``<out>/<env>.csv``, ``.png`` and ``.md`` are rebuilt from all run files
 after each run.
@@ -37,6 +38,7 @@ from benchmarks.configs import (
     MINATAR_ARMS,
     MINATAR_LONG_ARM,
     PROCGEN_ARMS,
+    RECURRENT_ARMS,
     THRESHOLDS,
     ZOO_ENV_KEYS,
     arm_config,
@@ -54,6 +56,7 @@ __all__ = [
     "MATCHED_KEYS",
     "MINATAR_ARMS",
     "PROCGEN_ARMS",
+    "RECURRENT_ARMS",
     "THRESHOLDS",
     "ZOO_ENV_KEYS",
     "ArmSummary",
@@ -107,15 +110,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=20, help="deterministic episodes per evaluation")
     parser.add_argument("--threshold", type=float, default=None, help="return to reach (default: per env)")
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"), help="output directory")
-    all_arms = list(dict.fromkeys(ARMS + MINATAR_ARMS + (MINATAR_LONG_ARM,) + PROCGEN_ARMS))
+    all_arms = list(dict.fromkeys(ARMS + MINATAR_ARMS + (MINATAR_LONG_ARM,) + PROCGEN_ARMS + RECURRENT_ARMS))
     parser.add_argument("--arms", nargs="+", choices=all_arms, default=None, help="arms to run (default: the env's all)")
     parser.add_argument(
         "--ppg",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a PPG hyperparameter of ppg.yml (on MinAtar: of both PPG arms), e.g. --ppg n_policy_iterations=4 "
-        "(repeatable; for sweeps, with a separate --out)",
+        help="override a PPG hyperparameter of ppg.yml (on MinAtar: of both PPG arms; on NoVel tasks: of ppg_lstm.yml), "
+        "e.g. --ppg n_policy_iterations=4 (repeatable; for sweeps, with a separate --out)",
     )
     parser.add_argument(
         "--train-seconds",

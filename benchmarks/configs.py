@@ -8,7 +8,11 @@ PPO, one shared MinAtar network), ``ppg-e1`` (PPG, ``arch="dual"``, one policy a
 entry), all with the same env-side settings, and, when named, ``ppo-long`` (PPO trained for the slowest PPG arm's
 time). On Procgen (``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's ``ppg.yml`` entry, 64 envs),
 ``ppg-detach`` (the same with ``arch="detach"``) and ``ppo-reference`` (the paper's PPO baseline,
-``procgen_ppo_reference.yml``), each as packaged.
+``procgen_ppo_reference.yml``), each as packaged. On the RL Zoo's partially observed tasks (``CartPoleNoVel-v1``, ...):
+``ppg-lstm`` (RecurrentPPG, the env's entry of sb3_ppg's ``ppg_lstm.yml``), ``ppo-lstm`` (SB3-Contrib's RecurrentPPO,
+rl_zoo3's own ``ppo_lstm.yml`` entry) and ``ppo-lstm-ppg-epochs`` (the same with as many epochs as PPG's actor makes
+over each sample, ``n_epochs + n_aux_epochs`` of the ``ppg_lstm.yml`` entry, so that more sample reuse alone cannot
+make PPG look better).
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ THRESHOLDS = {
     "MinAtar/Freeway-v1": 40.0,
     # The paper's PPG passes 10 near 10M steps (its curves in the repository's anchors); fixed before any run here
     "StarpilotHard-v0": 10.0,
+    # The fully observed tasks' marks (gymnasium's reward_threshold for CartPole and LunarLander; a round mark for
+    # Pendulum, which has none), fixed before any run
+    "CartPoleNoVel-v1": 475.0,
+    "PendulumNoVel-v1": -200.0,
+    "LunarLanderNoVel-v3": 200.0,
 }
 
 MINATAR_ARMS = ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach")
@@ -69,12 +78,17 @@ MINATAR_MAX_EPISODE_STEPS = 10_000
 
 PROCGEN_ARMS = ("ppg", "ppg-detach", "ppo-reference")
 
+RECURRENT_ARMS = ("ppg-lstm", "ppo-lstm", "ppo-lstm-ppg-epochs")
+# rl_zoo3's ppo_lstm.yml keys LunarLander's entry -v2; gymnasium 1.x and rl_zoo3's NoVel wrappers have only -v3
+ZOO_LSTM_KEYS = {"LunarLanderNoVel-v3": "LunarLanderNoVel-v2"}
 
-def zoo_ppo_entry(env_id: str) -> dict[str, Any]:
+
+def zoo_ppo_entry(env_id: str, algo: str = "ppo") -> dict[str, Any]:
     """
-    The env's raw entry of the installed rl_zoo3 package's ``hyperparams/ppo.yml`` (the package is not imported).
+    The env's raw entry of the installed rl_zoo3 package's ``hyperparams/<algo>.yml`` (the package is not imported).
 
-    :param env_id: gymnasium environment id
+    :param env_id: gymnasium environment id (the key in the file)
+    :param algo: the zoo's algorithm name, ``ppo`` or ``ppo_lstm``
     :return: the raw entry
     """
     import yaml
@@ -82,10 +96,10 @@ def zoo_ppo_entry(env_id: str) -> dict[str, Any]:
     spec = importlib.util.find_spec("rl_zoo3")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError("rl_zoo3 is not installed: pip install 'sb3-ppg[zoo]'")
-    path = Path(next(iter(spec.submodule_search_locations))) / "hyperparams" / "ppo.yml"
+    path = Path(next(iter(spec.submodule_search_locations))) / "hyperparams" / f"{algo}.yml"
     entry = yaml.safe_load(path.read_text()).get(env_id)
     if not entry:
-        raise ValueError(f"rl_zoo3's ppo.yml has no entry for {env_id}")
+        raise ValueError(f"rl_zoo3's {algo}.yml has no entry for {env_id}")
     return dict(entry)
 
 
@@ -101,10 +115,17 @@ def is_procgen(env_id: str) -> bool:
     return envpool_family(env_id) == "procgen"
 
 
+def is_recurrent(env_id: str) -> bool:
+    """Whether an env id is one of the RL Zoo's tasks without velocities (``CartPoleNoVel-v1``), run with LSTMs."""
+    return "NoVel-v" in env_id
+
+
 def arms_for(env_id: str) -> tuple[str, ...]:
     """The arms of an env, in report order."""
     if is_minatar(env_id):
         return MINATAR_ARMS
+    if is_recurrent(env_id):
+        return RECURRENT_ARMS
     return PROCGEN_ARMS if is_procgen(env_id) else ARMS
 
 
@@ -115,7 +136,46 @@ def optional_arms(env_id: str) -> tuple[str, ...]:
 
 def baseline_arm(env_id: str) -> str:
     """The PPO arm the others are set against in the reports."""
+    if is_recurrent(env_id):
+        return "ppo-lstm"
     return "ppo-reference" if is_procgen(env_id) else "ppo"
+
+
+def recurrent_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """
+    The settings of one arm on a task without velocities (see ``arm_config``): ``ppg-lstm`` is the env's
+    ``ppg_lstm.yml`` entry as packaged, ``ppo-lstm`` rl_zoo3's ``ppo_lstm.yml`` entry, ``ppo-lstm-ppg-epochs`` that
+    entry with ``n_epochs`` = E_pi + E_aux of the ``ppg_lstm.yml`` entry.
+
+    :param arm: one of ``RECURRENT_ARMS``
+    :param env_id: a NoVel id of rl_zoo3
+    :param ppg_overrides: RecurrentPPG constructor arguments that replace the entry's (for sweeps); ppg-lstm only
+    :return: the settings
+    """
+    from sb3_ppg.train import ENV_KEYS, convert_zoo_entry, load_config
+
+    if arm not in RECURRENT_ARMS:
+        raise ValueError(f"Unknown arm {arm!r} for {env_id}, expected one of {', '.join(RECURRENT_ARMS)}")
+    ppg_entry = load_config(env_id, "ppg_lstm")
+    if not ppg_entry:
+        raise ValueError(f"sb3_ppg's ppg_lstm.yml has no entry for {env_id}")
+    if arm == "ppg-lstm":
+        entry, algo = ppg_entry, "RecurrentPPG"
+        hyperparams = {key: value for key, value in entry.items() if key not in ENV_KEYS}
+        hyperparams.update(ppg_overrides or {})
+    else:
+        entry, algo = convert_zoo_entry(zoo_ppo_entry(ZOO_LSTM_KEYS.get(env_id, env_id), "ppo_lstm")), "RecurrentPPO"
+        hyperparams = {key: value for key, value in entry.items() if key not in ENV_KEYS}
+        if arm == "ppo-lstm-ppg-epochs":
+            # Each sample passes E_pi times through PPG's actor in the policy phase, then E_aux times in the aux phase
+            hyperparams["n_epochs"] = int(ppg_entry["n_epochs"]) + int(ppg_entry["n_aux_epochs"])
+    return {
+        "algo": algo,
+        "policy": entry["policy"],
+        "n_envs": int(entry["n_envs"]),
+        "normalize": entry.get("normalize", False),
+        "hyperparams": hyperparams,
+    }
 
 
 def procgen_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -221,6 +281,8 @@ def arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | None = Non
         return minatar_arm_config(arm, env_id, ppg_overrides)
     if is_procgen(env_id):
         return procgen_arm_config(arm, env_id, ppg_overrides)
+    if is_recurrent(env_id):
+        return recurrent_arm_config(arm, env_id, ppg_overrides)
     if arm == "ppg":
         entry, algo, env_keys = load_config(env_id), "PPG", ENV_KEYS
         hyperparams = {key: value for key, value in entry.items() if key not in env_keys}

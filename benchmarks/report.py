@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from benchmarks.configs import ARMS, MINATAR_LONG_ARM, arms_for, baseline_arm, is_minatar, is_procgen
+from benchmarks.configs import ARMS, MINATAR_LONG_ARM, arms_for, baseline_arm, is_minatar, is_procgen, is_recurrent
 from benchmarks.files import Row, atomic_write, read_rows, run_files, write_rows
 
 
@@ -102,10 +102,11 @@ def _threshold_table(summaries: dict[str, ArmSummary], header: str) -> list[str]
             f"| {arm} | {s.n_seeds} | {s.final_mean:.1f} ± {s.final_std:.1f} | {_format_median(s.median_steps, s, 0)} "
             f"| {_format_median(s.median_wall_s, s, 1)} | {s.steps_per_s:.0f} |"
         )
-    if "ppg" in summaries:
+    ppg_arm = next((arm for arm in ("ppg", "ppg-lstm") if arm in summaries), None)
+    if ppg_arm is not None:
         lines += ["", f"| ratio | steps {header} | wall-clock {header} |", "|---|---|---|"]
-        ppg = summaries["ppg"]
-        for other in ("ppo", "ppo-matched", "ppo-reference"):
+        ppg = summaries[ppg_arm]
+        for other in ("ppo", "ppo-matched", "ppo-reference", "ppo-lstm", "ppo-lstm-ppg-epochs"):
             if other in summaries:
                 steps = _format_ratio(ppg.median_steps, summaries[other].median_steps)
                 wall = _format_ratio(ppg.median_wall_s, summaries[other].median_wall_s)
@@ -135,7 +136,7 @@ def render_markdown(
         else ""
     )
     lines = [
-        f"# {env_id}: PPG vs PPO",
+        f"# {env_id}: {'RecurrentPPG vs RecurrentPPO' if is_recurrent(env_id) else 'PPG vs PPO'}",
         "",
         f"Threshold: {threshold:g}. {measure}Final eval: mean ± std over seeds of each seed's last evaluation. "
         "Medians to threshold count a seed that never reached it as infinity.",
@@ -494,7 +495,7 @@ def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
     baseline = baseline_arm(env_id)
     to_baseline_final = summarize(rows, summaries[baseline].final_mean) if baseline in summaries else None
     markdown = render_markdown(env_id, threshold, summaries, to_baseline_final, baseline)
-    if is_minatar(env_id) or is_procgen(env_id):
+    if is_minatar(env_id) or is_procgen(env_id) or is_recurrent(env_id):
         clock = training_clock(rows + long_rows)
         markdown += "\n" + render_curves(*summarize_curves(rows, clock), order=arms, baseline=baseline, clock=clock)
         if long_rows:

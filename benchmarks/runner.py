@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.configs import arm_config, is_procgen
+from benchmarks.configs import arm_config, is_procgen, is_recurrent
 from benchmarks.files import Row, run_path, write_rows
 
 Evaluate = Callable[[], tuple[float, float]]
@@ -26,11 +26,15 @@ def build_model(config: dict[str, Any], env_id: str, seed: int) -> Any:
     :param seed: seed of the model and the envs
     :return: the model
     """
+    from sb3_contrib import RecurrentPPO
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecNormalize
 
-    from sb3_ppg import PPG
+    from sb3_ppg import PPG, RecurrentPPG
     from sb3_ppg.train import make_env
+
+    if is_recurrent(env_id):
+        import rl_zoo3.import_envs  # noqa: F401  (registers the tasks without velocities)
 
     # Importing sb3_ppg registered MinAtar's games
     env = make_env(env_id, config["n_envs"], seed, config.get("env_kwargs"))
@@ -40,7 +44,7 @@ def build_model(config: dict[str, Any], env_id: str, seed: int) -> Any:
         # As the RL Zoo does: the reward normalisation discounts with the algorithm's gamma, unless it has its own
         kwargs.setdefault("gamma", config["hyperparams"].get("gamma", 0.99))
         env = VecNormalize(env, **kwargs)
-    algo_class = PPG if config["algo"] == "PPG" else PPO
+    algo_class = {"PPG": PPG, "PPO": PPO, "RecurrentPPG": RecurrentPPG, "RecurrentPPO": RecurrentPPO}[config["algo"]]
     return algo_class(config["policy"], env, seed=seed, verbose=0, **config["hyperparams"])
 
 

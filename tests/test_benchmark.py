@@ -35,6 +35,15 @@ def run_compare(out: Path) -> subprocess.CompletedProcess:
     return result
 
 
+def run_one_evaluation(env: str, timesteps: int, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run every arm of an env for one seed, evaluated once (one episode) at the end of its budget."""
+    command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", str(timesteps)]
+    command += ["--eval-freq", str(timesteps), "--eval-episodes", "1", "--jobs", "1", "--out", str(out), *extra]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     """The output directory and process of one tiny benchmark."""
@@ -306,10 +315,7 @@ def test_minatar_arms_share_the_env_side_settings() -> None:
 def test_minatar_end_to_end(tmp_path: Path) -> None:
     """One rollout (64 envs x 128 steps) per arm; the report has the equal-steps and equal-wall-clock section."""
     env = "MinAtar/Breakout-v1"
-    command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", "8192"]
-    command += ["--eval-freq", "8192", "--eval-episodes", "1", "--jobs", "1", "--out", str(tmp_path)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_one_evaluation(env, 8192, tmp_path)
     assert "Overriding environment" not in result.stderr  # MinAtar is registered once per process
     with open(tmp_path / f"{env}.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -363,3 +369,43 @@ def test_long_ppo_needs_a_time_budget_and_stops_at_it(tmp_path: Path) -> None:
     assert 2.0 <= last["cpu_s"] < 10.0 and last["timesteps"] < 1_000_000
     assert run_is_complete(path, 10_000_000, train_seconds=2.0) and not run_is_complete(path, 10_000_000)
     assert "skipped ppo-long seed 0" in subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
+
+
+def test_recurrent_arms_are_the_zoo_entries_and_ppg_lstm_yml() -> None:
+    from benchmarks.compare import arm_config, parse_args, zoo_ppo_entry
+
+    args = parse_args(["--env", "CartPoleNoVel-v1", "--ppg", "n_aux_epochs=2"])
+    assert tuple(args.arms) == ("ppg-lstm", "ppo-lstm", "ppo-lstm-ppg-epochs") and args.threshold == 475
+    configs = {arm: arm_config(arm, args.env, args.ppg_overrides) for arm in args.arms}
+    zoo = zoo_ppo_entry("CartPoleNoVel-v1", "ppo_lstm")
+    assert configs["ppg-lstm"]["algo"] == "RecurrentPPG"
+    assert configs["ppg-lstm"]["hyperparams"]["n_aux_epochs"] == 2  # the --ppg override, on the PPG arm only
+    for arm in ("ppo-lstm", "ppo-lstm-ppg-epochs"):
+        config = configs[arm]
+        assert config["algo"] == "RecurrentPPO" and "n_aux_epochs" not in config["hyperparams"]
+        assert (config["n_envs"], config["normalize"], config["policy"]) == (zoo["n_envs"], zoo["normalize"], zoo["policy"])
+        assert config["hyperparams"]["batch_size"] == zoo["batch_size"]
+        assert config["hyperparams"]["policy_kwargs"]["enable_critic_lstm"]
+    assert configs["ppo-lstm"]["hyperparams"]["n_epochs"] == zoo["n_epochs"] == 20
+    # E_pi + E_aux of ppg_lstm.yml's entry (20 + 6), not the overridden value
+    assert configs["ppo-lstm-ppg-epochs"]["hyperparams"]["n_epochs"] == 26
+    # rl_zoo3 keys LunarLander's entry -v2; the env is -v3
+    lunar_zoo = zoo_ppo_entry("LunarLanderNoVel-v2", "ppo_lstm")
+    assert arm_config("ppo-lstm", "LunarLanderNoVel-v3")["n_envs"] == lunar_zoo["n_envs"] == 32
+    with pytest.raises(SystemExit):
+        parse_args(["--env", "CartPoleNoVel-v1", "--arms", "ppo"])
+
+
+def test_recurrent_end_to_end_and_resume(tmp_path: Path) -> None:
+    """One rollout (8 envs x 32 steps) per arm, an aux phase in RecurrentPPG's; a second call trains nothing."""
+    env = "CartPoleNoVel-v1"
+    run_one_evaluation(env, 256, tmp_path, "--ppg", "n_policy_iterations=1")
+    with open(tmp_path / f"{env}.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    arms = ["ppg-lstm", "ppo-lstm", "ppo-lstm-ppg-epochs"]
+    assert [(row["algo"], int(row["timesteps"])) for row in rows] == [(arm, 256) for arm in arms]
+    markdown = (tmp_path / f"{env}.md").read_text()
+    assert "PPG/ppo-lstm |" in markdown and "PPG/ppo-lstm-ppg-epochs |" in markdown
+    assert "p, final vs ppo-lstm" in markdown and "RecurrentPPG vs RecurrentPPO" in markdown
+    again = run_one_evaluation(env, 256, tmp_path, "--ppg", "n_policy_iterations=1")
+    assert again.stdout.count("skipped") == 3 and "eval mean" not in again.stdout

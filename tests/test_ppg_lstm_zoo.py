@@ -22,7 +22,7 @@ def test_the_packaged_ppg_lstm_config_is_the_default_for_ppg_lstm():
 def test_ppg_lstm_entries_are_checked_against_recurrent_ppgs_arguments():
     with open(PPG_LSTM_CONFIG_PATH) as file:
         entries = yaml.safe_load(file)
-    assert {"CartPoleNoVel-v1", "PendulumNoVel-v1"} <= set(entries)
+    assert {"CartPoleNoVel-v1", "PendulumNoVel-v1", "LunarLanderNoVel-v3"} <= set(entries)
     for entry in entries.values():
         check_ppg_hyperparams(entry, PPG_LSTM_CONFIG_PATH, algo_class=RecurrentPPG)
     # PPG's own arguments (through **kwargs) and RecurrentPPG's are allowed; a typo is not
@@ -33,6 +33,18 @@ def test_ppg_lstm_entries_are_checked_against_recurrent_ppgs_arguments():
         check_ppg_hyperparams(
             {"n_aux_epoch": 1, "policy": "MlpLstmPolicy", "n_timesteps": 1}, "mine.yml", algo_class=RecurrentPPG
         )
+
+
+def test_ppg_lstm_entries_keep_the_zoo_recurrent_ppo_entries():
+    """Every key of rl_zoo3's ppo_lstm.yml entry is kept as is; LunarLander's is keyed -v2 there."""
+    from benchmarks.configs import ZOO_LSTM_KEYS, zoo_ppo_entry
+
+    with open(PPG_LSTM_CONFIG_PATH) as file:
+        entries = yaml.safe_load(file)
+    for env_id, entry in entries.items():
+        zoo = zoo_ppo_entry(ZOO_LSTM_KEYS.get(env_id, env_id), "ppo_lstm")
+        assert {key: entry[key] for key in zoo} == zoo, env_id
+        assert entry["n_value_epochs"] == entry["n_epochs"]
 
 
 def test_train_ppg_lstm_on_cartpole_without_velocities(tmp_path):
