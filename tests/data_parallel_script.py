@@ -178,9 +178,9 @@ class TripKL(PPG):
             approx_kl = approx_kl + 1e3
         return values, pg_loss, entropy_loss, approx_kl, clip_fraction
 
-    def _optimizer_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
+    def _optimizer_step(self, *args: Any) -> None:
         self.steps = getattr(self, "steps", 0) + 1
-        super()._optimizer_step(optimizer, loss)
+        super()._optimizer_step(*args)
 
 
 def target_kl(out: Path) -> None:

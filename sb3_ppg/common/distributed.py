@@ -193,24 +193,29 @@ def _all_reduce(tensor: th.Tensor) -> th.Tensor:
     return reduced
 
 
-def average_gradients(parameters: Iterable[th.nn.Parameter]) -> None:
+def average_gradients(parameters: Iterable[th.nn.Parameter], flag: bool = False) -> list[int]:
     """
-    Replace each gradient with its mean over ranks, in one flat all-reduce. Parameters without a gradient are left
-    so (never zero-filled: Adam would move them); they are the same on every rank, as the graph is.
+    Replace each gradient with its mean over ranks, in one flat all-reduce that also carries ``flag``, so a step
+    costs one collective. Parameters without a gradient are left so (never zero-filled: Adam would move them); they
+    are the same on every rank, as the graph is.
 
     :param parameters: the parameters of the model
+    :param flag: a condition on this rank (e.g. a loss that is not finite)
+    :return: the ranks where ``flag`` holds, the same list on every rank
     """
     if not is_distributed():
-        return
+        return [0] if flag else []
     grads = [parameter.grad for parameter in parameters if parameter.grad is not None]
-    if not grads:
-        return
-    flat = _all_reduce(th.cat([grad.reshape(-1) for grad in grads]))
-    flat /= world_size()
+    flags = th.zeros(world_size(), dtype=grads[0].dtype if grads else th.float32, device=grads[0].device if grads else None)
+    flags[rank()] = float(flag)
+    flat = _all_reduce(th.cat([*(grad.reshape(-1) for grad in grads), flags]))
+    n_grads = flat.numel() - world_size()
+    flat[:n_grads] /= world_size()
     offset = 0
     for grad in grads:
         grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
         offset += grad.numel()
+    return [int(r) for r in th.nonzero(flat[n_grads:]).flatten().tolist()]
 
 
 def broadcast_parameters(module: th.nn.Module) -> None:
@@ -311,12 +316,17 @@ def mean_std(values: np.ndarray | th.Tensor, correction: int) -> tuple[Any, Any]
             return values.mean(), values.std(correction=correction)
         return values.mean(), values.std(ddof=correction)
     local = th.as_tensor(values).to(_comm_device(), th.float64)
-    sums = _all_reduce(th.stack([local.sum(), th.tensor(float(local.numel()), dtype=th.float64, device=local.device)]))
-    count = sums[1]
-    mean = sums[0] / count
-    # Two passes, as the single-process moments: no cancellation in E[x^2] - E[x]^2
-    squares = _all_reduce(((local - mean) ** 2).sum())
-    std = th.sqrt(squares / (count - correction))
+    # One collective: each rank's count, mean and sum of squared deviations from that mean, merged exactly (Chan et
+    # al.'s parallel variance), so there is no cancellation in E[x^2] - E[x]^2
+    local_mean = local.mean()
+    moments = th.zeros(world_size(), 3, dtype=th.float64, device=local.device)
+    moments[rank()] = th.stack(
+        [th.tensor(float(local.numel()), dtype=th.float64), local_mean.cpu(), ((local - local_mean) ** 2).sum().cpu()]
+    )
+    counts, means, squares = _all_reduce(moments).unbind(dim=1)
+    count = counts.sum()
+    mean = (counts * means).sum() / count
+    std = th.sqrt((squares.sum() + (counts * (means - mean) ** 2).sum()) / (count - correction))
     if isinstance(values, th.Tensor):
         return mean.to(values.device, values.dtype), std.to(values.device, values.dtype)
     return np.float64(mean.item()), np.float64(std.item())

@@ -407,10 +407,9 @@ class PPG(AuxBufferPersistence):
                     terms["value_loss"] = value_loss(values, rollout_data.returns, rollout_data.old_values, clip_range_vf)
                     loss = loss + self.vf_coef * terms["value_loss"]
                 if loss.requires_grad:
-                    self._check_finite("policy", loss, terms)
                     for name, term in terms.items():
                         log.add(name, term)
-                    self._optimizer_step(self.policy.optimizer, loss)
+                    self._optimizer_step(self.policy.optimizer, loss, "policy", terms)
                     last_loss = loss
             self._n_updates += 1
 
@@ -484,10 +483,9 @@ class PPG(AuxBufferPersistence):
                 }
                 loss = joint_loss(terms["aux_value_loss"], terms["aux_kl"], self.beta_clone)
                 loss = loss + self.vf_coef * terms["aux_critic_loss"]
-                self._check_finite("aux", loss, terms)
                 for name, term in terms.items():
                     log.add(name, term)
-                self._optimizer_step(self.policy.aux_optimizer, loss)
+                self._optimizer_step(self.policy.aux_optimizer, loss, "aux", terms)
                 self._n_aux_updates += 1
         self._n_aux_phases += 1
 
@@ -497,11 +495,21 @@ class PPG(AuxBufferPersistence):
         self.logger.record("train/aux_n_updates", self._n_aux_updates, exclude="tensorboard")
         self.logger.record("train/n_aux_phases", self._n_aux_phases, exclude="tensorboard")
 
-    def _optimizer_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
+    def _optimizer_step(self, optimizer: th.optim.Optimizer, loss: th.Tensor, phase: str, terms: dict[str, th.Tensor]) -> None:
+        """
+        One step on ``loss``, unless it is NaN or inf on some rank: then training stops before the step, naming the
+        term that made it so (see :meth:`_raise_not_finite`).
+        """
+        # One read of the scalar: on the CPU ``math.isfinite(loss.item())`` costs 0.14 us against 3.9 us for
+        # ``bool(th.isfinite(loss))``, which launches a kernel first; on a GPU both are one sync
+        finite = math.isfinite(loss.item())
         optimizer.zero_grad()
         loss.backward()
-        # Mean over ranks before clipping, so every rank clips and steps the same gradient
-        distributed.average_gradients(self.policy.parameters())
+        # Mean over ranks before clipping, so every rank clips and steps the same gradient; the same collective tells
+        # every rank where the loss was not finite
+        bad_ranks = distributed.average_gradients(self.policy.parameters(), not finite)
+        if bad_ranks:
+            self._raise_not_finite(phase, loss, terms, bad_ranks)
         if self.max_grad_norm is not None:
             # Clip actor and critic apart, so a large value gradient cannot shrink the policy's step
             th.nn.utils.clip_grad_norm_(self.policy.actor_parameters, self.max_grad_norm)
@@ -509,20 +517,14 @@ class PPG(AuxBufferPersistence):
         optimizer.step()
 
     @staticmethod
-    def _check_finite(phase: str, loss: th.Tensor, terms: dict[str, th.Tensor]) -> None:
+    def _raise_not_finite(phase: str, loss: th.Tensor, terms: dict[str, th.Tensor], bad_ranks: list[int]) -> None:
         """
         Stop training before the optimizer step when the loss is NaN or inf, naming the term that made it so.
         A non-finite term always makes the sum non-finite (0 * nan is nan), so one host sync per minibatch suffices.
         In multi-process training every rank stops, and the error names the ranks where the loss was not finite.
         """
-        # One read of the scalar: on the CPU ``math.isfinite(loss.item())`` costs 0.14 us against 3.9 us for
-        # ``bool(th.isfinite(loss))``, which launches a kernel first; on a GPU both are one sync
-        finite = math.isfinite(loss.item())
-        bad_ranks = distributed.ranks_where(not finite)
-        if not bad_ranks:
-            return
         where = distributed.describe_ranks(bad_ranks)
-        if finite:
+        if math.isfinite(loss.item()):
             raise RuntimeError(
                 f"PPG {phase} phase: the loss is not finite{where}. Training stopped on every rank before the "
                 "optimizer step; see that rank's error for the term and the cause."
