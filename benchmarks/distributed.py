@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,6 +64,8 @@ def run_scaling(timesteps: int, seeds: list[int], ranks_list: list[int], out: Pa
     for seed in seeds:
         for ranks in ranks_list:  # interleaved, so outside load falls on both alike
             log_folder = out / "runs" / f"ranks{ranks}-seed{seed}"
+            # A rerun replaces the run: the zoo would add a second run folder beside the first
+            shutil.rmtree(log_folder, ignore_errors=True)
             split = rank_split(ranks)
             command = [
                 sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
