@@ -107,9 +107,23 @@ def setup(device: th.device | str) -> th.device | str:
     return device
 
 
+# How long a rank waits at exit for the others to finish their own last work (rank 0 saves the model)
+EXIT_BARRIER_TIMEOUT = datetime.timedelta(seconds=60)
+
+
 def _destroy_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    try:
+        # A rank that closes its connections while another is still at work makes gloo abort that one ("terminate
+        # called without an active exception"); a rank that died fails the monitored barrier at once
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=min(EXIT_BARRIER_TIMEOUT, timeout()))
+        else:
+            dist.barrier()
+    except Exception:  # exiting anyway: the failure that ended the run is reported elsewhere
+        pass
+    dist.destroy_process_group()
 
 
 def rank_path(path: str | os.PathLike[str]) -> str:
