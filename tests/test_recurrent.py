@@ -409,3 +409,7 @@ def test_sb3_contribs_flags_map_to_the_archs():
     assert arch_of(enable_critic_lstm=True) == "dual"
     assert arch_of(shared_lstm=False, enable_critic_lstm=True) == "dual"
     assert arch_of(arch="shared", enable_critic_lstm=False) == "shared"
+    assert arch_of(shared_lstm=True, enable_critic_lstm=False) == "detach"
+    # SB3-Contrib's critic without an LSTM has no counterpart: refused, not mapped to another arch
+    with pytest.raises(ValueError, match="enable_critic_lstm=False without shared_lstm=True"):
+        arch_of(enable_critic_lstm=False)

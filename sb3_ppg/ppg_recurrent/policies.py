@@ -33,6 +33,13 @@ def resolve_recurrent_arch(
     :param enable_critic_lstm: SB3-Contrib's flag (True: "dual", False: "shared" or "detach"), or None
     :return: the architecture; "dual" when all are unset
     """
+    if arch is None and enable_critic_lstm is False and not shared_lstm:
+        # Not mapped to an arch silently: in SB3-Contrib these flags mean a critic with no LSTM at all
+        raise ValueError(
+            "enable_critic_lstm=False without shared_lstm=True is SB3-Contrib's critic without an LSTM, which "
+            "RecurrentPPG does not offer: pass arch='detach' (the critic reads the actor's LSTM, detached) or "
+            "arch='shared' (one LSTM both losses train)"
+        )
     if arch is None and shared_lstm is not None:
         arch = "detach" if shared_lstm else "dual"
     if arch is None and enable_critic_lstm is not None:
