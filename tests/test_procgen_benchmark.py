@@ -68,7 +68,7 @@ def test_procgen_game_and_the_anchors_file() -> None:
     anchors = read_anchors("starpilot")
     assert {anchor.arm for anchor in anchors} == {"ppg", "ppgsingle", "ppo"}
     by_key = {(anchor.arm, anchor.env_steps): anchor.mean for anchor in anchors}
-    # The values of the paper's curves at 10M steps, as the issue that asked for them quotes them
+    # The values of the paper's curves at 10M steps, as quoted when they were first committed
     assert by_key[("ppg", 10027008)] == pytest.approx(10.02) and by_key[("ppo", 10027008)] == pytest.approx(7.05)
 
 
