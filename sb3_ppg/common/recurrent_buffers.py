@@ -67,17 +67,8 @@ class PackedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
 
 class PackedRecurrentDictRolloutBuffer(RecurrentDictRolloutBuffer):
     """
-    SB3-Contrib's ``RecurrentDictRolloutBuffer`` whose minibatches keep their targets at the real steps only
-    (see :func:`real_steps_only`).
-
-    :param buffer_size: Steps per environment (n_steps)
-    :param observation_space: Observation space (Dict)
-    :param action_space: Action space
-    :param hidden_state_shape: (n_steps, lstm.num_layers, n_envs, lstm.hidden_size)
-    :param device: PyTorch device
-    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
-    :param gamma: Discount factor
-    :param n_envs: Number of parallel environments
+    :class:`PackedRecurrentRolloutBuffer` for ``Dict`` observation spaces: SB3-Contrib's ``RecurrentDictRolloutBuffer``,
+    whose arguments it takes, with minibatch targets at the real steps only.
     """
 
     def _get_samples(  # type: ignore[override]
