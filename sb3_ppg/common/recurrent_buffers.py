@@ -274,16 +274,8 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
 
 class RecurrentDictAuxRolloutBuffer(RecurrentAuxRolloutBuffer, DictAuxRolloutBuffer):  # type: ignore[misc]
     """
-    :class:`RecurrentAuxRolloutBuffer` for ``Dict`` observation spaces; each key keeps its own dtype.
-
-    :param buffer_size: Steps per environment it holds: ``n_policy_iterations * n_steps``
-    :param observation_space: Observation space (Dict)
-    :param action_space: Action space
-    :param device: PyTorch device for the sampled tensors
-    :param n_envs: Number of parallel environments
-    :param on_device: must be False or None: the sequences are cut and padded on the host
-    :param n_steps: Steps per env of one rollout: the length of a segment
-    :param lstm_state_shape: (number of LSTM layers, hidden size)
+    :class:`RecurrentAuxRolloutBuffer` for ``Dict`` observation spaces, with its arguments; each key keeps its own
+    dtype.
     """
 
     _samples_class = RecurrentDictAuxBufferSamples
