@@ -236,6 +236,9 @@ def sigkill(out: Path) -> None:
 def equivalence(out: Path) -> None:
     """Train on this rank's envs of the fixed rollouts in OUT/rollouts.pt, for each normalize_advantage mode."""
     data = th.load(out / "rollouts.pt", weights_only=False)
+    # Join the group before reading the world size: before it, every process counts as the only one, and both ranks
+    # would train on all envs (the duplicated data changes only an unbiased std, hence per-minibatch normalisation)
+    distributed.setup("cpu")
     n_envs = data["n_envs"] // distributed.world_size()
     columns = slice(distributed.rank() * n_envs, (distributed.rank() + 1) * n_envs)
     parameters = {}
@@ -243,7 +246,7 @@ def equivalence(out: Path) -> None:
         model = equivalence_model(n_envs, mode, data["initial"])
         train_on_rollouts(model, data["rollouts"], columns)
         parameters[str(mode)] = [p.detach().clone() for p in model.policy.parameters()]
-    save(out, parameters=parameters)
+    save(out, parameters=parameters, columns=(columns.start, columns.stop))
 
 
 def equivalence_model(n_envs: int, normalize_advantage: bool | str, initial: dict[str, th.Tensor] | None) -> PPG:
