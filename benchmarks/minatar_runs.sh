@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The MinAtar benchmark's runs, one (game, arm, seed) at a time, seed-major, for one worker: run it twice, with
-# worker 0 and 1, one per core. Each (game, arm) belongs to one worker, so the two never run the same run; the loop
-# resumes from the run files. Usage: bash benchmarks/minatar_runs.sh WORKER [SEEDS] [EXTRA compare.py args...]
+# worker 0 and 1, one per core, or once as worker "all" (every pair, the arms that decide the packaged entry first)
+# when the other core is busy. Each (game, arm) belongs to one of workers 0 and 1, so the two never run the same run;
+# the loop resumes from the run files. Usage: bash benchmarks/minatar_runs.sh WORKER [SEEDS] [EXTRA compare.py args]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 worker=${1:?worker 0 or 1}
@@ -10,7 +11,9 @@ shift $(( $# < 2 ? $# : 2 ))
 case $worker in
   0) pairs="Asterix-v1:ppo Asterix-v1:ppg-e1 Asterix-v1:ppg-e4 Asterix-v1:ppg-detach Breakout-v1:ppg-e1" ;;
   1) pairs="Freeway-v1:ppo Freeway-v1:ppg-e1 Freeway-v1:ppg-e4 Freeway-v1:ppg-detach SpaceInvaders-v1:ppg-e1" ;;
-  *) echo "worker must be 0 or 1, got $worker" >&2; exit 2 ;;
+  all) pairs="Asterix-v1:ppg-detach Freeway-v1:ppg-detach Freeway-v1:ppg-e1 Asterix-v1:ppo Freeway-v1:ppo
+       Asterix-v1:ppg-e4 Freeway-v1:ppg-e4 Asterix-v1:ppg-e1 Breakout-v1:ppg-e1 SpaceInvaders-v1:ppg-e1" ;;
+  *) echo "worker must be 0, 1 or all, got $worker" >&2; exit 2 ;;
 esac
 for seed_count in $(seq 1 "$seeds"); do
   for pair in $pairs; do
