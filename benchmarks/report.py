@@ -211,6 +211,8 @@ class CurveSummary:
     areas: list[float]
     final_wall_s: float
     at_budget: list[float]
+    # The mean over seeds of training time per env step, for the cost ratio against the baseline
+    time_per_step: float
 
 
 def area_under_curve(run: Sequence[Row]) -> float:
@@ -285,6 +287,7 @@ def summarize_curves(rows: Iterable[Row], clock: str = "wall_s") -> tuple[float,
             areas=[area_under_curve(run) for run in arm_runs],
             final_wall_s=final_walls[arm],
             at_budget=[return_at_wall_clock(run, budget, clock) for run in arm_runs],
+            time_per_step=statistics.fmean(run[-1][clock] / run[-1]["timesteps"] for run in arm_runs),
         )
         for arm, arm_runs in runs.items()
     }
@@ -330,22 +333,24 @@ def render_curves(
         "(with 3 seeds a side, p cannot go below 0.1).",
         "",
         f"Equal {time_name}: each arm's last evaluation within {budget:.0f} s of training ({time_name}, evaluations "
-        f"left out), the cheapest arm's mean training time. Ratio: the arm's mean return then over {baseline}'s.",
+        f"left out), the cheapest arm's mean training time. Ratio: the arm's mean return then over {baseline}'s. "
+        f"Cost: the arm's training time per env step over {baseline}'s (means over seeds).",
         "",
-        f"| arm | seeds | final | area | p, final vs {baseline} | train s | return at {budget:.0f} s | ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| arm | seeds | final | area | p, final vs {baseline} | train s | cost | return at {budget:.0f} s | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for arm in arms:
         s = summaries[arm]
         p_value = "" if base is None or arm == baseline else f"{mann_whitney_p(s.finals, base.finals):.3f}"
-        ratio = "n/a"
+        ratio = cost = "n/a"
         if base is not None:
+            cost = f"{s.time_per_step / base.time_per_step:.2f}"
             numerator, denominator = _finite_mean(s.at_budget), _finite_mean(base.at_budget)
             if math.isfinite(numerator) and math.isfinite(denominator) and denominator != 0:
                 ratio = f"{numerator / denominator:.2f}"
         lines.append(
             f"| {arm} | {len(s.finals)} | {_mean_std(s.finals)} | {_mean_std(s.areas)} | {p_value} "
-            f"| {s.final_wall_s:.0f} | {_mean_std(s.at_budget)} | {ratio} |"
+            f"| {s.final_wall_s:.0f} | {cost} | {_mean_std(s.at_budget)} | {ratio} |"
         )
     return "\n".join(lines) + "\n"
 

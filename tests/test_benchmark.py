@@ -259,11 +259,12 @@ def test_curves_at_equal_steps_and_equal_wall_clock() -> None:
     assert math.isnan(detach.at_budget[0]) and detach.at_budget[1] == 7.0
     assert detach.final_wall_s == 58.0
     markdown = render_curves(budget, summaries, MINATAR_ARMS)
-    assert "| arm | seeds | final | area | p, final vs ppo | train s | return at 33 s | ratio |" in markdown
-    assert "| ppo | 2 | 5.5 ± 0.5 | 3.0 ± 0.0 |  | 33 | 3.5 ± 1.5 | 1.00 |" in markdown
+    assert "| arm | seeds | final | area | p, final vs ppo | train s | cost | return at 33 s | ratio |" in markdown
+    # Cost: time per step, ppo (0.1 + 0.12) / 2 = 0.11; ppg 0.3 (2.73x); ppg-detach (50 + 66) / 2 / 300 (1.76x)
+    assert "| ppo | 2 | 5.5 ± 0.5 | 3.0 ± 0.0 |  | 33 | 1.00 | 3.5 ± 1.5 | 1.00 |" in markdown
     # p = 2 / 6 (U = 4 of 4); at 33 s: 4 and 0, against ppo's 5 and 2
-    assert "| ppg | 2 | 12.0 ± 2.0 | 7.5 ± 1.0 | 0.333 | 90 | 2.0 ± 2.0 | 0.57 |" in markdown
-    assert "| ppg-detach | 2 | 6.0 ± 3.0 | 5.0 ± 3.0 | 1.000 | 58 | 7.0 ± 0.0 (1/2 seeds) | 2.00 |" in markdown
+    assert "| ppg | 2 | 12.0 ± 2.0 | 7.5 ± 1.0 | 0.333 | 90 | 2.73 | 2.0 ± 2.0 | 0.57 |" in markdown
+    assert "| ppg-detach | 2 | 6.0 ± 3.0 | 5.0 ± 3.0 | 1.000 | 58 | 1.76 | 7.0 ± 0.0 (1/2 seeds) | 2.00 |" in markdown
     assert markdown.index("| ppo |") < markdown.index("| ppg |") < markdown.index("| ppg-detach |")
 
 
