@@ -6,7 +6,7 @@ import csv
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +92,31 @@ def run_is_complete(path: Path, timesteps: int, train_seconds: float | None = No
         return False
     last = max(rows, key=lambda row: row["timesteps"])
     return last["timesteps"] >= timesteps or (train_seconds is not None and last["cpu_s"] >= train_seconds)
+
+
+def run_missing(
+    out: Path, name: str, arms: Sequence[str], seeds: int, timesteps: int, run: Callable[[str, int], object]
+) -> list[Row]:
+    """
+    Run each (arm, seed) whose run file is missing or short, seed-major, one at a time, so an interrupted benchmark
+    resumes where it stopped.
+
+    :param out: the results directory
+    :param name: the task's name in the run files
+    :param arms: the arms, in report order
+    :param seeds: seeds 0 to ``seeds`` - 1
+    :param timesteps: the steps a complete run reaches
+    :param run: trains (arm, seed) and writes its run file
+    :return: the rows of every run file of the task, sorted by arm (in ``arms`` order, others after), seed and steps
+    """
+    for seed in range(seeds):
+        for arm in arms:
+            path = run_path(out, name, arm, seed)
+            if run_is_complete(path, timesteps):
+                print(f"skipped {arm} seed {seed}: {path} exists", flush=True)
+                continue
+            run(arm, seed)
+    order = {arm: i for i, arm in enumerate(arms)}
+    rows = read_rows(run_files(out, name))
+    rows.sort(key=lambda row: (order.get(row["algo"], len(arms)), row["algo"], row["seed"], row["timesteps"]))
+    return rows

@@ -23,20 +23,9 @@ from typing import Any
 # Run as a script: the repository root holds the benchmarks package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.compare import (
-    Row,
-    atomic_write,
-    group_runs,
-    learn_with_evaluations,
-    plot,
-    read_rows,
-    run_files,
-    run_is_complete,
-    run_path,
-    steps_to_threshold,
-    summarize,
-    write_rows,
-)
+from benchmarks.files import Row, run_missing, run_path, write_rows
+from benchmarks.report import group_runs, steps_to_threshold, summarize, write_reports
+from benchmarks.runner import learn_with_evaluations
 
 ARMS = ("maskable-ppg", "maskable-ppo", "maskable-ppo-4-epochs", "maskable-ppg-no-aux")
 # Settings every arm takes: PPO's defaults but a short horizon (the reward is immediate) and shorter rollouts
@@ -139,19 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     name = env_name(args.dim, args.invalid)
-    for seed in range(args.seeds):
-        for arm in args.arms:
-            path = run_path(out, name, arm, seed)
-            if run_is_complete(path, args.timesteps):
-                print(f"skipped {arm} seed {seed}: {path} exists", flush=True)
-                continue
-            run_one(arm, args.dim, args.invalid, seed, args.timesteps, args.eval_freq, args.eval_episodes, out)
-    rows = read_rows(run_files(out, name))
-    rows.sort(key=lambda row: (row["algo"], row["seed"], row["timesteps"]))
+
+    def run(arm: str, seed: int) -> None:
+        run_one(arm, args.dim, args.invalid, seed, args.timesteps, args.eval_freq, args.eval_episodes, out)
+
+    rows = run_missing(out, name, args.arms, args.seeds, args.timesteps, run)
     if rows:
-        write_rows(out / f"{name}.csv", rows)
-        plot(name, rows, out / f"{name}.png")
-        atomic_write(out / f"{name}.md", lambda tmp: tmp.write_text(render_markdown(name, args.threshold, rows, args)))
+        write_reports(out, name, rows, render_markdown(name, args.threshold, rows, args))
         print(f"Wrote {out / name}.csv, .png and .md", flush=True)
     return 0
 

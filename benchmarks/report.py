@@ -509,3 +509,10 @@ def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
         markdown += "\n" + render_anchors(rows, read_anchors(procgen_game(env_id)))
     atomic_write(out / f"{env_id}.md", lambda tmp: tmp.write_text(markdown))
     return rows
+
+
+def write_reports(out: Path, name: str, rows: Sequence[Row], markdown: str) -> None:
+    """Write ``<out>/<name>.csv`` (every row), ``.png`` (the learning curves) and ``.md`` (``markdown``)."""
+    write_rows(out / f"{name}.csv", rows)
+    plot(name, rows, out / f"{name}.png")
+    atomic_write(out / f"{name}.md", lambda tmp: tmp.write_text(markdown))

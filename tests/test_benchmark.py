@@ -410,3 +410,21 @@ def test_recurrent_end_to_end_and_resume(tmp_path: Path) -> None:
     assert "p, final vs ppo-lstm" in markdown and "RecurrentPPG vs RecurrentPPO" in markdown
     again = run_one_evaluation(env, 256, tmp_path, "--ppg", "n_policy_iterations=1")
     assert again.stdout.count("skipped") == 3 and "eval mean" not in again.stdout
+
+
+def test_cue_recall_benchmark_reports_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import cue_recall
+
+    argv = ["--delay", "2", "--seeds", "2", "--timesteps", "512", "--eval-freq", "256", "--out", str(tmp_path)]
+    assert cue_recall.main([*argv, "--arms", "stored", "recompute"]) == 0
+    markdown = (tmp_path / "CueRecall-delay2.md").read_text()
+    assert "| stored | 2 |" in markdown and "| recompute | 2 |" in markdown and "| no-aux |" not in markdown
+    rows = list(csv.DictReader((tmp_path / "CueRecall-delay2.csv").open()))
+    # An evaluation at 256 and at 512 steps per run, of 2 arms x 2 seeds, each a share of cues named
+    assert len(rows) == 8 and all(0.0 <= float(row["eval_mean"]) <= 1.0 for row in rows)
+    capsys.readouterr()
+    assert cue_recall.main(argv) == 0
+    assert capsys.readouterr().out.count("skipped") == 4
+    assert "| no-aux | 2 |" in (tmp_path / "CueRecall-delay2.md").read_text()
+    with pytest.raises(SystemExit):
+        cue_recall.parse_args(["--seeds", "0"])

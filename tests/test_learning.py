@@ -1,13 +1,11 @@
 """Learning checks small enough for the default suite; longer ones live in benchmarks/."""
 
-import gymnasium as gym
-import numpy as np
 import pytest
-from gymnasium import spaces
 from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
+from benchmarks.cue_recall import CueRecallEnv
 from sb3_ppg import PPG, RecurrentPPG
 from sb3_ppg.train import ENV_KEYS, load_config
 
@@ -26,39 +24,6 @@ def test_cartpole_reaches_475_within_100k_steps_with_the_shipped_config():
     assert evaluation.best_mean_reward >= 475, f"best 10-episode mean {evaluation.best_mean_reward} in 100k steps"
     assert model.num_timesteps <= 100_000
     assert model._n_aux_phases > 0
-
-
-class CueRecallEnv(gym.Env):
-    """
-    A cue (one of ``n_cues``, one-hot) shows at step 0, then ``delay`` blank observations, then a query flag: the
-    action at the query step earns 1 if it names the cue, and ends the episode. Other actions do nothing. Without
-    memory the query step looks the same whatever the cue, so the best a policy can do is guess.
-    """
-
-    def __init__(self, n_cues: int = 2, delay: int = 5):
-        self.n_cues, self.delay = n_cues, delay
-        self.observation_space = spaces.Box(0.0, 1.0, (n_cues + 1,), np.float32)
-        self.action_space = spaces.Discrete(n_cues)
-        self.t = self.cue = 0
-
-    def _observation(self) -> np.ndarray:
-        observation = np.zeros(self.n_cues + 1, np.float32)
-        if self.t == 0:
-            observation[self.cue] = 1.0
-        if self.t == self.delay + 1:
-            observation[-1] = 1.0
-        return observation
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t, self.cue = 0, int(self.np_random.integers(self.n_cues))
-        return self._observation(), {}
-
-    def step(self, action):
-        query = self.t == self.delay + 1
-        reward = float(query and int(action) == self.cue)
-        self.t += 1
-        return self._observation(), reward, query, False, {}
 
 
 @pytest.mark.parametrize("algo_class, policy", [(RecurrentPPG, "MlpLstmPolicy"), (PPG, "MlpPolicy")])
