@@ -8,6 +8,7 @@ CI installs both (``make test``).
 
 import sys
 import types
+from typing import Any
 import warnings
 
 import gymnasium as gym
@@ -273,15 +274,36 @@ def test_seed_method_takes_large_seeds():
 
 @needs_envpool
 def test_int_options_must_fit_envpools_int32():
-    with pytest.raises(
-        ValueError, match=r"max_episode_steps must be an integer in \[-2147483648, 2147483647\].*got 2147483648"
-    ):
+    with pytest.raises(ValueError, match=r"max_episode_steps must be an integer in \[1, 2147483647\].*got 2147483648"):
         make_atari_env("pong", max_episode_steps=2**31)
+    with pytest.raises(
+        ValueError, match=r"thread_affinity_offset must be an integer in \[-2147483648, 2147483647\].*got 2147483648"
+    ):
+        make_atari_env("pong", thread_affinity_offset=2**31)
     with pytest.raises(ValueError, match=r"num_threads must be an integer in \[0, 2147483647\].*got -2"):
         EnvPoolVecEnv("Pong-v5", num_threads=-2)
     # In range they pass to EnvPool as they are
     env = make_procgen_env("starpilot", num_levels=2**31 - 1, num_threads=1)
     assert (env.pool.config["num_levels"], env.pool.config["num_threads"]) == (2**31 - 1, 1)
+    env.close()
+
+
+@needs_envpool
+@pytest.mark.parametrize("name", ["stack_num", "frame_skip", "noop_max", "img_height", "img_width", "max_episode_steps"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_atari_sizes_below_1_are_refused_before_envpool_crashes(name: str, value: int):
+    # EnvPool segfaults on stack_num, noop_max (0 too) and aborts on an image size below 1
+    with pytest.raises(ValueError, match=rf"{name} must be an integer in \[1, 2147483647\].*got {value}"):
+        make_atari_env("pong", **{name: value})
+
+
+@needs_envpool
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), "0.25"])
+def test_sticky_action_probability_must_be_a_probability(value: Any):
+    with pytest.raises(ValueError, match=r"repeat_action_probability must be a probability in \[0, 1\]"):
+        make_atari_env("pong", repeat_action_probability=value)
+    env = make_atari_env("pong", repeat_action_probability=0.25, stack_num=1, noop_max=1)
+    assert env.observation_space.shape == (1, 84, 84)
     env.close()
 
 

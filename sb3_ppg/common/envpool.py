@@ -24,6 +24,7 @@ from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
+from sb3_ppg.common.arguments import check_number
 from sb3_ppg.common.seeding import INT32_LIMIT, check_int, check_seed, fold_seed
 
 __all__ = [
@@ -76,6 +77,10 @@ _RESERVED_KEYS = frozenset({"num_envs", "batch_size", "seed", "env_seed", "max_n
 # Options that EnvPool takes as int32 but that mean nothing below 0 (a negative num_threads aborts the process)
 _NON_NEGATIVE_OPTIONS = ("num_threads", "num_levels", "start_level")
 _INT32 = " (EnvPool's int32)"
+# Options that mean nothing below 1: there EnvPool's Atari crashes the process (stack_num, noop_max, img_height,
+# img_width: a segfault or an OpenCV abort, noop_max=0 included) or runs without them (frame_skip, max_episode_steps)
+_POSITIVE_OPTIONS = ("stack_num", "frame_skip", "noop_max", "img_height", "img_width", "max_episode_steps")
+_PROBABILITY_OPTIONS = ("repeat_action_probability",)
 
 _PROCGEN_IDS = {
     f"{game.capitalize()}{mode.capitalize()}-v0": (game, mode) for game, modes in PROCGEN_GAMES.items() for mode in modes
@@ -165,10 +170,19 @@ def procgen_game_and_mode(env_id: str) -> tuple[str, str]:
 
 
 def _check_options(options: dict[str, Any]) -> None:
-    """Check the int options whose range is known without envpool: the counts, and Procgen's level range."""
+    """
+    Check the options whose range is known without envpool: the counts, Atari's frame and image sizes, the sticky
+    action probability, and Procgen's level range.
+    """
     for name in _NON_NEGATIVE_OPTIONS:
         if name in options:
             check_int(name, options[name], 0, INT32_LIMIT - 1, _INT32)
+    for name in _POSITIVE_OPTIONS:
+        if name in options:
+            check_int(name, options[name], 1, INT32_LIMIT - 1, _INT32)
+    for name in _PROBABILITY_OPTIONS:
+        if name in options:
+            check_number(name, options[name], "a probability in [0, 1]", lambda value: 0.0 <= value <= 1.0)
     num_levels, start_level = options.get("num_levels", 0), options.get("start_level", 0)
     # Procgen's levels are seeds start_level .. start_level + num_levels - 1: past int32 they wrap to negative seeds
     if num_levels > 0 and start_level + num_levels > INT32_LIMIT:
