@@ -11,6 +11,7 @@ from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from stable_baselines3.common.utils import set_random_seed
 
 from sb3_ppg import PPG, MaskablePPG
+from sb3_ppg.common import distributed
 from sb3_ppg.common.checkpoints import AuxBufferFileError
 from sb3_ppg.common.policies import AuxActorCriticCnnPolicy, AuxActorCriticPolicy
 from tests import data_parallel_script as script
@@ -270,6 +271,32 @@ def test_loading_an_aux_buffer_that_does_not_fit_is_refused(tmp_path, other_mode
     with pytest.raises(ValueError, match=f"does not fit this model:\n  - {mismatch}"):
         other.load_aux_buffer(tmp_path / "aux_buffer.npz")
     assert other.aux_buffer.pos == 0
+
+
+def test_a_buffer_saved_by_another_number_of_ranks_is_refused(tmp_path, monkeypatch):
+    # Each rank saves its share: loading 2 ranks' files into 1 (or 4) would train on half (or miss) the states
+    model = _image_model()
+    model.learn(32)
+    with monkeypatch.context() as patch:
+        patch.setattr(distributed, "world_size", lambda: 2)
+        model.save_aux_buffer(tmp_path / "aux_buffer.npz")
+    other = _image_model()
+    with pytest.raises(ValueError, match=r"ranks of the run that saved it .*: file 2, model 1"):
+        other.load_aux_buffer(tmp_path / "aux_buffer.npz")
+    assert other.aux_buffer.pos == 0
+    # A file written before the number of ranks was recorded comes from one process
+    path = tmp_path / "single.npz"
+    model.save_aux_buffer(path)
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(entries["layout.json"])
+    del header["layout"]["world_size"]
+    entries["layout.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    other.load_aux_buffer(path)
+    assert other.aux_buffer.pos == model.aux_buffer.pos > 0
 
 
 def test_masks_against_no_masks_are_refused(tmp_path):

@@ -37,7 +37,10 @@ LAYOUT_CHECKS = {
     "n_policy_iterations": "n_policy_iterations",
     "action_masks": "action masks (MaskablePPG keeps them, PPG does not)",
     "buffer_size": "aux buffer size (n_policy_iterations * n_steps, 0 with n_aux_epochs=0)",
+    "world_size": "ranks of the run that saved it (each rank saves its own file: resume with as many ranks)",
 }
+# What a file written before a key was recorded holds for it
+LAYOUT_DEFAULTS = {"world_size": 1}
 
 PathLike = str | pathlib.Path
 
@@ -67,11 +70,12 @@ def atomic_path(path: PathLike) -> Iterator[pathlib.Path]:
         temporary.unlink(missing_ok=True)
 
 
-def aux_buffer_layout(buffer: AuxRolloutBuffer, n_steps: int, n_policy_iterations: int) -> dict[str, Any]:
+def aux_buffer_layout(buffer: AuxRolloutBuffer, n_steps: int, n_policy_iterations: int, world_size: int) -> dict[str, Any]:
     """
     :param buffer: a model's aux buffer
     :param n_steps: the model's ``n_steps``
     :param n_policy_iterations: the model's ``n_policy_iterations``
+    :param world_size: the number of ranks training the model (1 in a single process)
     :return: what a buffer file must agree on with the model to be loaded into it
     """
     return {
@@ -82,6 +86,7 @@ def aux_buffer_layout(buffer: AuxRolloutBuffer, n_steps: int, n_policy_iteration
         "n_policy_iterations": n_policy_iterations,
         "action_masks": isinstance(buffer, MaskableAuxRolloutBuffer),
         "buffer_size": buffer.buffer_size,
+        "world_size": world_size,
     }
 
 
@@ -197,9 +202,9 @@ def _read_header(archive: zipfile.ZipFile, path: PathLike) -> dict[str, Any]:
 
 def _check_layout(saved: dict[str, Any], model: dict[str, Any], path: PathLike) -> None:
     differences = [
-        f"{description}: file {saved.get(key)!r}, model {model[key]!r}"
+        f"{description}: file {saved.get(key, LAYOUT_DEFAULTS.get(key))!r}, model {model[key]!r}"
         for key, description in LAYOUT_CHECKS.items()
-        if saved.get(key) != model[key]
+        if saved.get(key, LAYOUT_DEFAULTS.get(key)) != model[key]
     ]
     if differences:
         raise ValueError(f"the aux buffer in {path} does not fit this model:\n" + "\n".join(f"  - {d}" for d in differences))

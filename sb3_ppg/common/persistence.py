@@ -121,7 +121,7 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
 
         :param path: path to the saved aux buffer (the name given to :meth:`save_aux_buffer`)
         :raises ValueError: when the buffer was saved by a model with another observation space, action space,
-            ``n_envs``, ``n_steps``, ``n_policy_iterations`` or masks, naming each difference
+            ``n_envs``, ``n_steps``, ``n_policy_iterations``, masks or number of ranks, naming each difference
         :raises ~sb3_ppg.common.checkpoints.AuxBufferFileError: when the file is truncated or corrupt
         :raises RuntimeError: in multi-process training, instead of the errors above, on every rank, naming each
             rank whose load failed and why
@@ -138,7 +138,7 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
         self._aux_steps_not_loaded = 0
 
     def _aux_buffer_layout(self) -> dict[str, Any]:
-        return checkpoints.aux_buffer_layout(self.aux_buffer, self.n_steps, self.n_policy_iterations)
+        return checkpoints.aux_buffer_layout(self.aux_buffer, self.n_steps, self.n_policy_iterations, distributed.world_size())
 
     def _excluded_save_params(self) -> list[str]:
         # The aux buffer can hold millions of states: never pickle it into a save
