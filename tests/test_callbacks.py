@@ -183,3 +183,15 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path, kil
     loaded.load_aux_buffer(buffer_path)
     assert loaded.num_timesteps == 32
     assert loaded.aux_buffer.pos == loaded._saved_aux_cycle_steps == 16
+    # The killed process's temporary file stays until the next save of that file, which removes it; a temporary
+    # file of a live process (here this one's parent, as if saving the same file) is left alone
+    target = model_path if killed_in == "model" else buffer_path
+    (leftover,) = [path for path in tmp_path.iterdir() if path.name.startswith(".")]
+    assert leftover.name == f".{target.stem}.{process.pid}.tmp{target.suffix}"
+    live = target.with_name(f".{target.stem}.{os.getppid()}.tmp{target.suffix}")
+    live.write_bytes(b"")
+    if killed_in == "model":
+        loaded.save(model_path)
+    else:
+        loaded.save_aux_buffer(buffer_path)
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == [live.name]

@@ -8,6 +8,7 @@ storage, so saving or loading needs only a chunk of extra memory, never a second
 """
 
 import contextlib
+import glob
 import io
 import json
 import os
@@ -53,8 +54,8 @@ class AuxBufferFileError(ValueError):
 def atomic_path(path: PathLike) -> Iterator[pathlib.Path]:
     """
     A temporary path beside ``path`` to write to; once the block ends without an error, the file is flushed to disk
-    and renamed to ``path`` in one step (``os.replace``). A process killed while writing leaves ``path`` as it was;
-    an error removes the temporary file.
+    and renamed to ``path`` in one step (``os.replace``). A process killed while writing leaves ``path`` as it was,
+    and its temporary file stays until the next save of ``path`` removes it; an error removes the temporary file.
 
     :param path: the file's final path
     :return: the temporary path to write (hidden, in the same folder, with the same suffix)
@@ -66,8 +67,28 @@ def atomic_path(path: PathLike) -> Iterator[pathlib.Path]:
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
+        _remove_stale_temporaries(path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(path: pathlib.Path) -> None:
+    """Remove the temporary files of ``path`` that processes killed while saving it left (their pid is gone)."""
+    for candidate in path.parent.glob(f".{glob.escape(path.stem)}.*.tmp{glob.escape(path.suffix)}"):
+        pid = candidate.name[len(path.stem) + 2 : -len(f".tmp{path.suffix}")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_exists(int(pid)):
+            candidate.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        # Someone else's process, or a pid this system cannot have: leave its file alone
+        return True
+    return True
 
 
 def aux_buffer_layout(buffer: AuxRolloutBuffer, n_steps: int, n_policy_iterations: int, world_size: int) -> dict[str, Any]:
