@@ -428,3 +428,30 @@ def test_cue_recall_benchmark_reports_and_resumes(tmp_path: Path, capsys: pytest
     assert "| no-aux | 2 |" in (tmp_path / "CueRecall-delay2.md").read_text()
     with pytest.raises(SystemExit):
         cue_recall.parse_args(["--seeds", "0"])
+
+
+def test_the_minatar_entry_rule_by_hand() -> None:
+    from benchmarks.minatar_entry import GameResult, choose, game_results, geometric_mean
+
+    assert geometric_mean([2.0, 0.5]) == pytest.approx(1.0) and geometric_mean([3.0, 0.0]) == 0.0
+    results = {
+        "A": {"wide": GameResult(5, 2.0, 4.0), "cheap": GameResult(5, 0.98, 2.0), "partial": GameResult(5, 9.0, 1.0)},
+        "B": {"wide": GameResult(5, 0.5, 4.0), "cheap": GameResult(5, 0.98, 2.0)},
+    }
+    # wide: geometric mean 1.0 at cost 4; cheap: 0.98 at cost 2, within 5%, so it wins; partial lacks game B
+    chosen, scores = choose(results, ["A", "B"], tolerance=0.05)
+    assert chosen == "cheap" and set(scores) == {"wide", "cheap"}
+    assert scores["wide"] == pytest.approx((1.0, 4.0)) and scores["cheap"] == pytest.approx((0.98, 2.0))
+    assert choose(results, ["A", "B"], tolerance=0.01)[0] == "wide"
+    with pytest.raises(ValueError, match="no arm has runs on every game"):
+        choose({"A": {}}, ["A"], 0.05)
+    # From rows: ppo ends at 4 and 6 (mean 5) in 30 and 36 s; ppg-e4 at 10 (2.0x) in 90 s (3 s/step over 1.1: 2.73x)
+    rows = (
+        make_rows("ppo", 0, [(100, 1.0, 10.0), (300, 4.0, 30.0)])
+        + make_rows("ppo", 1, [(100, 2.0, 12.0), (300, 6.0, 36.0)])
+        + make_rows("ppg-e4", 0, [(300, 10.0, 90.0)])
+    )
+    (result,) = game_results(rows, ["ppg-e4", "ppg-e1"]).values()
+    assert (result.seeds, result.return_ratio, result.cost_ratio) == (1, pytest.approx(2.0), pytest.approx(0.3 / 0.11))
+    with pytest.raises(ValueError, match="no ppo runs"):
+        game_results(make_rows("ppg-e4", 0, [(300, 10.0, 90.0)]), ["ppg-e4"])
