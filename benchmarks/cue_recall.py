@@ -32,7 +32,7 @@ from gymnasium import spaces
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.files import Row, run_missing, run_path, write_rows
-from benchmarks.report import group_runs, mann_whitney_p, steps_to_threshold, write_reports
+from benchmarks.report import group_runs, mann_whitney_p, per_seed_table, steps_to_threshold, write_reports
 from benchmarks.runner import learn_with_evaluations
 
 ARMS = ("stored", "recompute", "no-aux")
@@ -149,12 +149,9 @@ def render_markdown(name: str, rows: list[Row], args: argparse.Namespace) -> str
             f"| {arm} | {len(seeds)} | {statistics.fmean(finals[arm]):.3f} ± {statistics.pstdev(finals[arm]):.3f} "
             f"| {solved}/{len(seeds)} | {statistics.median(steps):,.0f} | {p_value} | {cpu_s:.0f} |"
         )
-    n_seeds = max(len(seeds) for seeds in runs.values())
-    lines += ["", "Final share per seed:", "", "| arm | " + " | ".join(f"{k}" for k in range(n_seeds)) + " |"]
-    lines.append("|---|" + "---|" * n_seeds)
-    for arm in [arm for arm in ARMS if arm in runs]:
-        cells = [f"{runs[arm][k][-1]['eval_mean']:.3f}" if k in runs[arm] else "" for k in range(n_seeds)]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    n_seeds = max(max(seeds) + 1 for seeds in runs.values())
+    ordered = {arm: runs[arm] for arm in ARMS if arm in runs}
+    lines += per_seed_table("Final share per seed:", ordered, n_seeds, lambda run: f"{run[-1]['eval_mean']:.3f}")
     return "\n".join(lines) + "\n"
 
 

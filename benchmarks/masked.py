@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.files import Row, run_missing, run_path, write_rows
-from benchmarks.report import group_runs, steps_to_threshold, summarize, write_reports
+from benchmarks.report import group_runs, per_seed_table, steps_to_threshold, summarize, write_reports
 from benchmarks.runner import learn_with_evaluations
 
 ARMS = ("maskable-ppg", "maskable-ppo", "maskable-ppo-4-epochs", "maskable-ppg-no-aux")
@@ -101,11 +101,12 @@ def render_markdown(name: str, threshold: float, rows: list[Row], args: argparse
             f"| {arm} | {s.n_seeds} | {s.final_mean:.1f} ± {s.final_std:.1f} | {s.n_reached}/{s.n_seeds} "
             f"| {s.median_steps:,.0f} | {s.median_wall_s:.1f} | {s.steps_per_s:.0f} |"
         )
-    lines += ["", "Steps to threshold per seed:", "", "| arm | " + " | ".join(f"seed {k}" for k in range(args.seeds)) + " |"]
-    lines.append("|---|" + "---|" * args.seeds)
-    for arm, seeds in group_runs(rows).items():
-        cells = [f"{steps_to_threshold(seeds[k], threshold)[0]:,.0f}" if k in seeds else "" for k in range(args.seeds)]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += per_seed_table(
+        "Steps to threshold per seed:",
+        group_runs(rows),
+        args.seeds,
+        lambda run: f"{steps_to_threshold(run, threshold)[0]:,.0f}",
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -516,3 +516,19 @@ def write_reports(out: Path, name: str, rows: Sequence[Row], markdown: str) -> N
     write_rows(out / f"{name}.csv", rows)
     plot(name, rows, out / f"{name}.png")
     atomic_write(out / f"{name}.md", lambda tmp: tmp.write_text(markdown))
+
+
+def per_seed_table(
+    title: str, runs: dict[str, dict[int, list[Row]]], n_seeds: int, cell: Callable[[list[Row]], str]
+) -> list[str]:
+    """
+    Markdown lines of a table with one row per arm and one column per seed, ``title`` above it.
+
+    :param runs: per arm, per seed, the run's rows (see ``group_runs``), arms in row order
+    :param n_seeds: seeds 0 to ``n_seeds`` - 1 get a column; a seed an arm lacks gets an empty cell
+    :param cell: the cell of one run
+    """
+    lines = ["", title, "", "| arm | " + " | ".join(f"seed {k}" for k in range(n_seeds)) + " |", "|---|" + "---|" * n_seeds]
+    for arm, seeds in runs.items():
+        lines.append(f"| {arm} | " + " | ".join(cell(seeds[k]) if k in seeds else "" for k in range(n_seeds)) + " |")
+    return lines
