@@ -333,8 +333,9 @@ def render_curves(
         "(with 3 seeds a side, p cannot go below 0.1).",
         "",
         f"Equal {time_name}: each arm's last evaluation within {budget:.0f} s of training ({time_name}, evaluations "
-        f"left out), the cheapest arm's mean training time. Ratio: the arm's mean return then over {baseline}'s. "
-        f"Cost: the arm's training time per env step over {baseline}'s (means over seeds).",
+        f"left out), the cheapest arm's mean training time. Ratio: the arm's mean return then over {baseline}'s "
+        f"(n/a unless {baseline}'s is positive). Cost: the arm's training time per env step over {baseline}'s (means "
+        "over seeds).",
         "",
         f"| arm | seeds | final | area | p, final vs {baseline} | train s | cost | return at {budget:.0f} s | ratio |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -346,7 +347,8 @@ def render_curves(
         if base is not None:
             cost = f"{s.time_per_step / base.time_per_step:.2f}"
             numerator, denominator = _finite_mean(s.at_budget), _finite_mean(base.at_budget)
-            if math.isfinite(numerator) and math.isfinite(denominator) and denominator != 0:
+            # A ratio of returns means nothing when the baseline's is not positive (Pendulum's are all negative)
+            if math.isfinite(numerator) and math.isfinite(denominator) and denominator > 0:
                 ratio = f"{numerator / denominator:.2f}"
         lines.append(
             f"| {arm} | {len(s.finals)} | {_mean_std(s.finals)} | {_mean_std(s.areas)} | {p_value} "

@@ -455,3 +455,13 @@ def test_the_minatar_entry_rule_by_hand() -> None:
     assert (result.seeds, result.return_ratio, result.cost_ratio) == (1, pytest.approx(2.0), pytest.approx(0.3 / 0.11))
     with pytest.raises(ValueError, match="no ppo runs"):
         game_results(make_rows("ppg-e4", 0, [(300, 10.0, 90.0)]), ["ppg-e4"])
+
+
+def test_no_return_ratio_against_a_baseline_that_is_not_positive() -> None:
+    from benchmarks.report import render_curves, summarize_curves
+
+    # Pendulum-like returns: -200 is better than -1000, so -200 / -1000 = 0.2 would read as a loss
+    rows = make_rows("ppo-lstm", 0, [(100, -1000.0, 10.0)]) + make_rows("ppg-lstm", 0, [(100, -200.0, 5.0)])
+    budget, summaries = summarize_curves(rows)
+    markdown = render_curves(budget, summaries, ("ppg-lstm", "ppo-lstm"), baseline="ppo-lstm")
+    assert "| ppg-lstm | 1 | -200.0 ± 0.0 | -200.0 ± 0.0 | 1.000 | 5 | 0.50 | -200.0 ± 0.0 | n/a |" in markdown
