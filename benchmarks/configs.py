@@ -237,7 +237,10 @@ def minatar_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | No
         algo = "PPG"
         policy_kwargs["arch"], epochs = MINATAR_PPG_ARMS[arm]
         hyperparams.update(MINATAR_PPG, n_epochs=epochs, n_value_epochs=epochs)
-        hyperparams.update(ppg_overrides or {})
+        overrides = dict(ppg_overrides or {})
+        # Merged, not replaced: the arm's extractor and arch stay unless named (e.g. policy_kwargs={arch: shared})
+        policy_kwargs.update(overrides.pop("policy_kwargs", None) or {})
+        hyperparams.update(overrides)
     else:
         raise ValueError(f"Unknown arm {arm!r} for MinAtar, expected one of {', '.join(MINATAR_ARMS)}, {MINATAR_LONG_ARM}")
     return {

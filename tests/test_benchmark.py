@@ -465,3 +465,13 @@ def test_no_return_ratio_against_a_baseline_that_is_not_positive() -> None:
     budget, summaries = summarize_curves(rows)
     markdown = render_curves(budget, summaries, ("ppg-lstm", "ppo-lstm"), baseline="ppo-lstm")
     assert "| ppg-lstm | 1 | -200.0 ± 0.0 | -200.0 ± 0.0 | 1.000 | 5 | 0.50 | -200.0 ± 0.0 | n/a |" in markdown
+
+
+def test_a_minatar_policy_kwargs_override_is_merged_not_dropped() -> None:
+    from benchmarks.compare import arm_config
+    from sb3_ppg.common.torch_layers import MinAtarCNN
+
+    config = arm_config("ppg-e4", "MinAtar/Asterix-v1", {"policy_kwargs": {"arch": "shared"}, "beta_clone": 3.0})
+    policy_kwargs = config["hyperparams"]["policy_kwargs"]
+    assert policy_kwargs == dict(features_extractor_class=MinAtarCNN, net_arch=[], arch="shared")
+    assert config["hyperparams"]["beta_clone"] == 3.0 and config["hyperparams"]["n_epochs"] == 4
