@@ -158,15 +158,17 @@ def render_markdown(
 
 def plot(env_id: str, rows: Sequence[Row], path: Path) -> None:
     """
-    Learning curves per arm, mean and min-max band over seeds, against env steps (left) and against training
-    wall-clock seconds (right, at each eval step's mean wall-clock over seeds). Only eval steps shared by all
-    of an arm's seeds are plotted.
+    Learning curves per arm, mean and min-max band over seeds, against env steps (left) and against training time
+    (right, at each eval step's mean over seeds): CPU seconds when every row has them, as the report's equal-time
+    comparison, else wall-clock (see ``training_clock``). Only eval steps shared by all of an arm's seeds are
+    plotted.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    clock = training_clock(rows)
     fig, (ax_steps, ax_wall) = plt.subplots(1, 2, figsize=(12, 4.5))
     for arm, seeds in group_runs(rows).items():
         by_step: dict[int, list[Row]] = {}
@@ -177,12 +179,12 @@ def plot(env_id: str, rows: Sequence[Row], path: Path) -> None:
         means = [statistics.fmean(r["eval_mean"] for r in by_step[s]) for s in steps]
         lows = [min(r["eval_mean"] for r in by_step[s]) for s in steps]
         highs = [max(r["eval_mean"] for r in by_step[s]) for s in steps]
-        walls = [statistics.fmean(r["wall_s"] for r in by_step[s]) for s in steps]
+        walls = [statistics.fmean(r[clock] for r in by_step[s]) for s in steps]
         for ax, xs in ((ax_steps, steps), (ax_wall, walls)):
             (line,) = ax.plot(xs, means, label=f"{arm} ({len(seeds)} seeds)")
             ax.fill_between(xs, lows, highs, alpha=0.2, color=line.get_color())
     ax_steps.set_xlabel("env steps")
-    ax_wall.set_xlabel("training wall-clock (s)")
+    ax_wall.set_xlabel("training CPU time (s)" if clock == "cpu_s" else "training wall-clock (s)")
     # Procgen's rows are the training episodes' return, as in the paper's curves
     ylabel = "training episode return (last 100)" if is_procgen(env_id) else "deterministic eval return"
     for ax in (ax_steps, ax_wall):
