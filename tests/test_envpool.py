@@ -8,8 +8,8 @@ CI installs both (``make test``).
 
 import sys
 import types
-from typing import Any
 import warnings
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

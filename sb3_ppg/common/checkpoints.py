@@ -85,9 +85,8 @@ def _process_exists(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError, OSError):
-        # Someone else's process, or a pid this system cannot have: leave its file alone
-        return True
+    except (OSError, OverflowError):
+        pass  # someone else's process, or a pid this system cannot have: leave its file alone
     return True
 
 
