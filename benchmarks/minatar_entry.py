@@ -4,9 +4,10 @@ The one MinAtar entry, chosen from the committed runs by the rule that ``benchma
     python benchmarks/minatar_entry.py
 
 For each PPG arm and game: the arm's mean final return over its seeds divided by ``ppo``'s, and its training time
-per env step divided by ``ppo``'s (CPU time when every run of the game has it). The entry is the arm with the highest
-geometric mean of the return ratios over the games; an arm within ``--tolerance`` of it that costs less (geometric
-mean of the cost ratios) wins instead. An arm without runs on every game is not a candidate.
+per env step divided by ``ppo``'s (CPU time when every run of the game has it). The first table is the per-game
+results the docs quote (final mean ± std over seeds, Mann-Whitney p against ``ppo``, cost). The entry is the arm
+with the highest geometric mean of the return ratios over the games; an arm within ``--tolerance`` of it that costs
+less (geometric mean of the cost ratios) wins instead. An arm without runs on every game is not a candidate.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.configs import MINATAR_ENVS, MINATAR_PPG_ARMS
 from benchmarks.files import Row, read_rows, run_files
-from benchmarks.report import summarize_curves, training_clock
+from benchmarks.report import mann_whitney_p, mean_std, summarize_curves, training_clock
 
 BASELINE = "ppo"
 
@@ -96,6 +97,34 @@ def choose(results: Results, games: Sequence[str], tolerance: float) -> tuple[st
     return min(close, key=lambda arm: (scores[arm][1], -scores[arm][0])), scores
 
 
+def render_games(rows_by_game: dict[str, Sequence[Row]], arms: Sequence[str]) -> str:
+    """
+    Per game, ``ppo`` and then each arm with runs: seeds, final return (mean ± std over seeds), the Mann-Whitney p of
+    the finals against ``ppo``'s, and the cost (training time per env step over ``ppo``'s, on the game's clock).
+
+    :param rows_by_game: every run of each game
+    :param arms: the arms after ``ppo``, in table order
+    """
+    lines = ["| game | arm | seeds | final | p vs ppo | cost | clock |", "|---|---|---|---|---|---|---|"]
+    for game, rows in rows_by_game.items():
+        clock = training_clock(rows)
+        _, summaries = summarize_curves(rows, clock)
+        base = summaries.get(BASELINE)
+        name = game.removeprefix("MinAtar/").removesuffix("-v1")
+        for arm in (BASELINE, *arms):
+            if arm not in summaries:
+                continue
+            summary = summaries[arm]
+            p_value = "" if arm == BASELINE or base is None else f"{mann_whitney_p(summary.finals, base.finals):.3f}"
+            cost = "" if base is None else f"{summary.time_per_step / base.time_per_step:.2f}"
+            lines.append(
+                f"| {name} | `{arm}` | {len(summary.finals)} | {mean_std(summary.finals)} | {p_value} | {cost} | "
+                f"{clock.removesuffix('_s')} |"
+            )
+            name = ""
+    return "\n".join(lines) + "\n"
+
+
 def render(results: Results, games: Sequence[str], chosen: str, scores: Scores) -> str:
     """The table of ratios per arm and game, the geometric means and the choice, in markdown."""
     short = [game.removeprefix("MinAtar/").removesuffix("-v1") for game in games]
@@ -120,7 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.tolerance < 1:
         parser.error(f"--tolerance must be in [0, 1), got {args.tolerance}")
     out = Path(args.out)
-    results = {game: game_results(read_rows(run_files(out, game)), list(MINATAR_PPG_ARMS)) for game in MINATAR_ENVS}
+    rows_by_game = {game: read_rows(run_files(out, game)) for game in MINATAR_ENVS}
+    arms = [*MINATAR_PPG_ARMS, "ppg"]
+    print(render_games(rows_by_game, arms))
+    results = {game: game_results(rows, list(MINATAR_PPG_ARMS)) for game, rows in rows_by_game.items()}
     chosen, scores = choose(results, MINATAR_ENVS, args.tolerance)
     print(render(results, MINATAR_ENVS, chosen, scores), end="")
     return 0

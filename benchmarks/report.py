@@ -296,7 +296,7 @@ def summarize_curves(rows: Iterable[Row], clock: str = "wall_s") -> tuple[float,
     return budget, summaries
 
 
-def _mean_std(values: Sequence[float]) -> str:
+def mean_std(values: Sequence[float]) -> str:
     """Mean ± population std of the finite values, with how many seeds they are when some are missing."""
     finite = [value for value in values if math.isfinite(value)]
     if not finite:
@@ -353,8 +353,8 @@ def render_curves(
             if math.isfinite(numerator) and math.isfinite(denominator) and denominator > 0:
                 ratio = f"{numerator / denominator:.2f}"
         lines.append(
-            f"| {arm} | {len(s.finals)} | {_mean_std(s.finals)} | {_mean_std(s.areas)} | {p_value} "
-            f"| {s.final_wall_s:.0f} | {cost} | {_mean_std(s.at_budget)} | {ratio} |"
+            f"| {arm} | {len(s.finals)} | {mean_std(s.finals)} | {mean_std(s.areas)} | {p_value} "
+            f"| {s.final_wall_s:.0f} | {cost} | {mean_std(s.at_budget)} | {ratio} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -390,7 +390,7 @@ def render_long_baseline(rows: Iterable[Row], long_rows: Iterable[Row], clock: s
         long_returns = [return_at_wall_clock(run, train_s, clock) for run in long_runs]
         denominator = _finite_mean(long_returns)
         ratio = f"{statistics.fmean(finals) / denominator:.2f}" if math.isfinite(denominator) and denominator else "n/a"
-        lines.append(f"| {arm} | {train_s:.0f} | {_mean_std(finals)} | {_mean_std(long_returns)} | {ratio} |")
+        lines.append(f"| {arm} | {train_s:.0f} | {mean_std(finals)} | {mean_std(long_returns)} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 

@@ -457,6 +457,23 @@ def test_the_minatar_entry_rule_by_hand() -> None:
         game_results(make_rows("ppg-e4", 0, [(300, 10.0, 90.0)]), ["ppg-e4"])
 
 
+def test_the_minatar_games_table_by_hand() -> None:
+    from benchmarks.minatar_entry import render_games
+
+    # ppo ends at 4 and 6 in 30 and 36 s (0.11 s/step); ppg-e4 at 10 and 12 in 90 s (0.3 s/step: 2.73x)
+    rows = (
+        make_rows("ppo", 0, [(300, 4.0, 30.0)])
+        + make_rows("ppo", 1, [(300, 6.0, 36.0)])
+        + make_rows("ppg-e4", 0, [(300, 10.0, 90.0)])
+        + make_rows("ppg-e4", 1, [(300, 12.0, 90.0)])
+    )
+    table = render_games({"MinAtar/Asterix-v1": rows}, ["ppg-e4", "ppg-e1"])
+    assert "| Asterix | `ppo` | 2 | 5.0 ± 1.0 |  | 1.00 | wall |" in table
+    # Two seeds a side, all of ppg-e4's above: the exact two-sided p is 2 / C(4, 2) = 0.333
+    assert "|  | `ppg-e4` | 2 | 11.0 ± 1.0 | 0.333 | 2.73 | wall |" in table
+    assert "ppg-e1" not in table
+
+
 def test_no_return_ratio_against_a_baseline_that_is_not_positive() -> None:
     from benchmarks.report import render_curves, summarize_curves
 
