@@ -10,7 +10,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv, SimpleMultiObsEnv
 from stable_baselines3.common.utils import set_random_seed
 
-from sb3_ppg import PPG, MaskablePPG
+from sb3_ppg import PPG, MaskablePPG, RecurrentPPG
 from sb3_ppg.common import distributed
 from sb3_ppg.common.checkpoints import AuxBufferFileError
 from sb3_ppg.common.policies import AuxActorCriticCnnPolicy, AuxActorCriticPolicy
@@ -223,6 +223,9 @@ def _buffer_arrays(buffer):
         arrays[key] = host(value)
     if hasattr(buffer, "action_masks"):
         arrays["action_masks"] = host(buffer.action_masks)
+    if hasattr(buffer, "segment_states"):
+        arrays["episode_starts"] = buffer.episode_starts
+        arrays["segment_states"] = buffer.segment_states
     return arrays
 
 
@@ -252,6 +255,49 @@ def test_aux_buffer_round_trips_bitwise(tmp_path, make_model, save_on_device, lo
         # uint8 images stay uint8 on disk: the file is about the size of the stored states' raw bytes
         raw = sum(array[:32].nbytes for array in saved.values())
         assert raw <= (tmp_path / "aux_buffer.npz").stat().st_size < raw + 4096
+
+
+def _recurrent_model():
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    return RecurrentPPG("MlpLstmPolicy", env, n_steps=16, batch_size=32, n_policy_iterations=3, aux_batch_size=32, seed=0)
+
+
+def test_recurrent_aux_buffer_round_trips_with_its_sequences(tmp_path):
+    # Without the episode starts and entering states, a loaded buffer would replay sequences across episode
+    # boundaries from zero states, and its snapshot (taken from the same wrong sequences) would hide it
+    model = _recurrent_model()
+    model.learn(2 * 32)
+    buffer = model.aux_buffer
+    assert buffer.pos == 2 * 16 and buffer.episode_starts[1:32].any() and buffer.segment_states[1].any()
+    model.save_aux_buffer(tmp_path / "aux_buffer.npz")
+
+    fresh = _recurrent_model()
+    fresh.load_aux_buffer(tmp_path / "aux_buffer.npz")
+    saved, loaded = _buffer_arrays(buffer), _buffer_arrays(fresh.aux_buffer)
+    assert saved.keys() == loaded.keys() and {"episode_starts", "segment_states"} <= saved.keys()
+    for key, array in saved.items():
+        assert loaded[key].dtype == array.dtype, key
+        assert np.array_equal(
+            loaded[key][: 32 if key != "segment_states" else 2], array[: 32 if key != "segment_states" else 2]
+        ), key
+    segments = np.arange(buffer.n_segments)
+    expected, actual = buffer._sequences(segments), fresh.aux_buffer._sequences(segments)
+    for name in ("observations", "returns", "episode_starts", "mask"):
+        assert th.equal(getattr(actual, name), getattr(expected, name)), name
+    for states, loaded_states in zip(
+        (*expected.lstm_states.pi, *expected.lstm_states.vf), (*actual.lstm_states.pi, *actual.lstm_states.vf), strict=True
+    ):
+        assert th.equal(loaded_states, states)
+
+    # A feed-forward PPG buffer has no LSTM states to give
+    ppg = PPG(
+        "MlpPolicy", make_vec_env("CartPole-v1", n_envs=2), n_steps=16, batch_size=32, n_policy_iterations=3, aux_batch_size=32
+    )
+    ppg.learn(32)
+    ppg.save_aux_buffer(tmp_path / "ppg_buffer.npz")
+    with pytest.raises(ValueError, match=r"  - LSTM states .*: file None, model \[1, 256\]"):
+        fresh.load_aux_buffer(tmp_path / "ppg_buffer.npz")
+    assert fresh.aux_buffer.pos == 0
 
 
 @pytest.mark.parametrize(

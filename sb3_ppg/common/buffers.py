@@ -185,6 +185,23 @@ class AuxRolloutBuffer(BaseBuffer):
         self.pos = end
         self.full = end == self.buffer_size
 
+    def saved_arrays(self, pos: int) -> dict[str, tuple[Storage, int]]:
+        """
+        What a saved buffer holds (see :mod:`sb3_ppg.common.checkpoints`): each array by entry name, with the number
+        of its rows that hold data when ``pos`` steps per env are stored. The snapshot is not saved: the aux phase
+        takes it again.
+
+        :param pos: steps per env stored
+        """
+        observations = self.observations
+        arrays = (
+            {f"observations/{key}": (value, pos) for key, value in observations.items()}
+            if isinstance(observations, dict)
+            else {"observations": (observations, pos)}
+        )
+        arrays["returns"] = (self.returns, pos)
+        return arrays
+
     def snapshot(self, distribution_params_fn: Callable[[PyTorchObs], th.Tensor], chunk_size: int) -> None:
         """
         Record the current policy's distribution at every stored state, in chunks and without gradient.
@@ -329,6 +346,10 @@ class MaskableAuxRolloutBuffer(AuxRolloutBuffer):
         start = self.pos
         super().add_rollout(rollout_buffer)
         _put(self.action_masks, start, self.pos, rollout_masks.reshape(self.pos - start, self.n_envs, self.mask_dims))
+
+    def saved_arrays(self, pos: int) -> dict[str, tuple[Storage, int]]:
+        """:param pos: steps per env stored; the arrays include the action masks"""
+        return {**super().saved_arrays(pos), "action_masks": (self.action_masks, pos)}
 
     def _get_samples(  # type: ignore[override]
         self, batch_inds: Indices, env: None = None

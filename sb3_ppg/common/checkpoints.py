@@ -23,6 +23,7 @@ import numpy as np
 import torch as th
 
 from sb3_ppg.common.buffers import AuxRolloutBuffer, MaskableAuxRolloutBuffer, Storage
+from sb3_ppg.common.recurrent_buffers import RecurrentAuxRolloutBuffer
 
 FORMAT_NAME = "sb3_ppg.aux_buffer"
 FORMAT_VERSION = 1
@@ -39,9 +40,10 @@ LAYOUT_CHECKS = {
     "action_masks": "action masks (MaskablePPG keeps them, PPG does not)",
     "buffer_size": "aux buffer size (n_policy_iterations * n_steps, 0 with n_aux_epochs=0)",
     "world_size": "ranks of the run that saved it (each rank saves its own file: resume with as many ranks)",
+    "lstm_states": "LSTM states (layers, hidden size): RecurrentPPG keeps them, PPG does not",
 }
 # What a file written before a key was recorded holds for it
-LAYOUT_DEFAULTS = {"world_size": 1}
+LAYOUT_DEFAULTS: dict[str, Any] = {"world_size": 1, "lstm_states": None}
 
 PathLike = str | pathlib.Path
 
@@ -107,21 +109,8 @@ def aux_buffer_layout(buffer: AuxRolloutBuffer, n_steps: int, n_policy_iteration
         "action_masks": isinstance(buffer, MaskableAuxRolloutBuffer),
         "buffer_size": buffer.buffer_size,
         "world_size": world_size,
+        "lstm_states": list(buffer.lstm_state_shape) if isinstance(buffer, RecurrentAuxRolloutBuffer) else None,
     }
-
-
-def _arrays(buffer: AuxRolloutBuffer) -> dict[str, Storage]:
-    """The arrays of the buffer that a file holds, by entry name; each is (buffer_size, n_envs, ...)."""
-    observations = buffer.observations
-    arrays = (
-        {f"observations/{key}": value for key, value in observations.items()}
-        if isinstance(observations, dict)
-        else {"observations": observations}
-    )
-    arrays["returns"] = buffer.returns
-    if isinstance(buffer, MaskableAuxRolloutBuffer):
-        arrays["action_masks"] = buffer.action_masks
-    return arrays
 
 
 def _numpy_dtype(storage: Storage) -> np.dtype:
@@ -143,19 +132,19 @@ def save_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: Path
     :param layout: :func:`aux_buffer_layout` of the model it belongs to
     :param path: the file to write
     """
-    arrays = _arrays(buffer)
+    arrays = buffer.saved_arrays(buffer.pos)
     header = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "layout": layout,
         "pos": buffer.pos,
-        "arrays": {name: [buffer.pos, *storage.shape[1:]] for name, storage in arrays.items()},
+        "arrays": {name: [rows, *storage.shape[1:]] for name, (storage, rows) in arrays.items()},
     }
     with atomic_path(path) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         archive.writestr(LAYOUT_ENTRY, json.dumps(header, indent=2))
-        for name, storage in arrays.items():
+        for name, (storage, rows) in arrays.items():
             with archive.open(f"{name}.npy", "w", force_zip64=True) as file:
-                _write_npy(file, storage, buffer.pos)
+                _write_npy(file, storage, rows)
 
 
 def _write_npy(file: IO[bytes], storage: Storage, n_rows: int) -> None:
@@ -186,12 +175,14 @@ def load_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: Path
             header = _read_header(archive, path)
             _check_layout(header["layout"], layout, path)
             pos = int(header["pos"])
-            arrays = _arrays(buffer)
-            if set(header["arrays"]) != set(arrays) or not 0 <= pos <= buffer.buffer_size:
-                raise AuxBufferFileError(f"{path}: its arrays {sorted(header['arrays'])} or its size {pos} do not fit")
-            for name, storage in arrays.items():
+            if not 0 <= pos <= buffer.buffer_size:
+                raise AuxBufferFileError(f"{path}: its size {pos} does not fit the buffer's {buffer.buffer_size}")
+            arrays = buffer.saved_arrays(pos)
+            if set(header["arrays"]) != set(arrays):
+                raise AuxBufferFileError(f"{path}: its arrays {sorted(header['arrays'])} are not {sorted(arrays)}")
+            for name, (storage, rows) in arrays.items():
                 with archive.open(f"{name}.npy") as file:
-                    _read_npy(file, storage, pos, f"{path}:{name}")
+                    _read_npy(file, storage, rows, f"{path}:{name}")
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError) as error:
         buffer.reset()
         if isinstance(error, FileNotFoundError):

@@ -121,7 +121,8 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
 
         :param path: path to the saved aux buffer (the name given to :meth:`save_aux_buffer`)
         :raises ValueError: when the buffer was saved by a model with another observation space, action space,
-            ``n_envs``, ``n_steps``, ``n_policy_iterations``, masks or number of ranks, naming each difference
+            ``n_envs``, ``n_steps``, ``n_policy_iterations``, masks, LSTM states or number of ranks, naming each
+            difference
         :raises ~sb3_ppg.common.checkpoints.AuxBufferFileError: when the file is truncated or corrupt
         :raises RuntimeError: in multi-process training, instead of the errors above, on every rank, naming each
             rank whose load failed and why

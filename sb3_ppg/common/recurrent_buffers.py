@@ -16,7 +16,7 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.type_aliases import PyTorchObs, TensorDict
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_ppg.common.buffers import AuxRolloutBuffer, DictAuxRolloutBuffer
+from sb3_ppg.common.buffers import AuxRolloutBuffer, DictAuxRolloutBuffer, Storage
 
 RecurrentSamples = TypeVar("RecurrentSamples", RecurrentRolloutBufferSamples, RecurrentDictRolloutBufferSamples)
 
@@ -173,6 +173,13 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
         stored += [rollout_buffer.hidden_states_vf, rollout_buffer.cell_states_vf]
         # The states entering the rollout's first step, (n_layers, n_envs, hidden)
         self.segment_states[start // self.n_steps] = np.stack([states[0] for states in stored])
+
+    def saved_arrays(self, pos: int) -> dict[str, tuple[Storage, int]]:
+        """:param pos: steps per env stored; the arrays include the episode starts and the segments' entering states"""
+        arrays = super().saved_arrays(pos)
+        arrays["episode_starts"] = (self.episode_starts, pos)
+        arrays["segment_states"] = (self.segment_states, pos // self.n_steps)
+        return arrays
 
     @property
     def n_segments(self) -> int:
