@@ -4,6 +4,7 @@ import pytest
 from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecNormalize
 
 from benchmarks.cue_recall import CueRecallEnv
 from sb3_ppg import PPG, RecurrentPPG
@@ -23,6 +24,26 @@ def test_cartpole_reaches_475_within_100k_steps_with_the_shipped_config():
     model.learn(100_000, callback=evaluation)
     assert evaluation.best_mean_reward >= 475, f"best 10-episode mean {evaluation.best_mean_reward} in 100k steps"
     assert model.num_timesteps <= 100_000
+    assert model._n_aux_phases > 0
+
+
+def test_cartpole_without_velocities_reaches_475_within_the_zoos_100k_steps_with_the_shipped_lstm_config():
+    import rl_zoo3.import_envs  # noqa: F401  (registers the tasks without velocities)
+
+    config = load_config("CartPoleNoVel-v1", "ppg_lstm")
+    assert config["normalize"] is True and config["n_timesteps"] == 100_000
+    hyperparams = {key: value for key, value in config.items() if key not in ENV_KEYS}
+    # As the zoo normalizes: returns discounted with the entry's gamma
+    env = VecNormalize(make_vec_env("CartPoleNoVel-v1", n_envs=config["n_envs"], seed=0), gamma=config["gamma"])
+    # EvalCallback gives the eval env the training env's normalisation before each evaluation
+    eval_env = VecNormalize(make_vec_env("CartPoleNoVel-v1", n_envs=1, seed=100), training=False, norm_reward=False)
+    stop = StopTrainingOnRewardThreshold(reward_threshold=475)
+    evaluation = EvalCallback(
+        eval_env, callback_on_new_best=stop, n_eval_episodes=10, eval_freq=5_120 // config["n_envs"], deterministic=True
+    )
+    model = RecurrentPPG(config["policy"], env, seed=0, **hyperparams)
+    model.learn(config["n_timesteps"], callback=evaluation)
+    assert evaluation.best_mean_reward >= 475, f"best 10-episode mean {evaluation.best_mean_reward} in 100k steps"
     assert model._n_aux_phases > 0
 
 

@@ -1,5 +1,7 @@
 """RecurrentPPG: PPG with LSTM policies, mirroring SB3-Contrib's tests/test_lstm.py plus what PPG's aux phase adds."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch as th
@@ -361,8 +363,32 @@ def test_evaluate_policy_eval_callback_and_vec_normalize(tmp_path):
     model = RecurrentPPG("MlpLstmPolicy", env, **small())
     model.learn(2 * 32 * 2, callback=callback)
     assert callback.evaluations_results and len(callback.evaluations_results[0]) == 2
-    mean_reward, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=3)
-    assert mean_reward > 0
+    # EvalCallback gave the eval env the training env's normalisation
+    np.testing.assert_allclose(eval_env.obs_rms.mean, env.obs_rms.mean)
+    # evaluate_policy carries the LSTM state: each predict gets the state the previous one returned, and its
+    # episodes are the ones a stateful predict loop plays
+    calls = []
+    predict = model.predict
+
+    def recording_predict(observation, state=None, episode_start=None, deterministic=False):
+        action, next_state = predict(observation, state=state, episode_start=episode_start, deterministic=deterministic)
+        calls.append((state, next_state))
+        return action, next_state
+
+    model.predict = recording_predict
+    returns, _ = evaluate_policy(model, cartpole(1), n_eval_episodes=3, return_episode_rewards=True)
+    model.predict = predict
+    assert len(calls) > 3 and calls[0][0] is None
+    assert all(state is previous_next for (_, previous_next), (state, _) in itertools.pairwise(calls))
+    play_env, played, length = cartpole(1), [], 0
+    observation, state, start = play_env.reset(), None, np.ones(1, dtype=bool)
+    while len(played) < 3:
+        action, state = model.predict(observation, state=state, episode_start=start, deterministic=True)
+        observation, _, start, _ = play_env.step(action)
+        length += 1
+        if start[0]:
+            played, length = [*played, length], 0
+    assert returns == played
 
 
 def test_bad_input_is_refused_naming_the_argument():
@@ -376,6 +402,14 @@ def test_bad_input_is_refused_naming_the_argument():
         RecurrentPPG("MlpLstmPolicy", "CartPole-v1", **small(rollout_buffer_class=object))
     with pytest.raises(ValueError, match="env_segment_minibatches must be False"):
         RecurrentPPG("MlpLstmPolicy", "CartPole-v1", **small(env_segment_minibatches=True))
+    with pytest.raises(ValueError, match="rollout_buffer_kwargs must be empty"):
+        RecurrentPPG("MlpLstmPolicy", "CartPole-v1", **small(rollout_buffer_kwargs=dict(gae_lambda=0.9)))
+
+
+def test_positional_arguments_are_ppgs():
+    # The third positional argument is learning_rate, as in PPG and RecurrentPPO, never a RecurrentPPG option
+    model = RecurrentPPG("MlpLstmPolicy", "CartPole-v1", 1e-3, 32, **{k: v for k, v in small().items() if k != "n_steps"})
+    assert (model.learning_rate, model.n_steps, model.recompute_lstm_states) == (1e-3, 32, False)
 
 
 @pytest.mark.parametrize("handle_timeout_termination", [True, False])

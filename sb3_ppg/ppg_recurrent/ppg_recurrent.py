@@ -47,10 +47,12 @@ class RecurrentPPG(PPG):
     :param policy: The policy model to use (MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy): a subclass of
         :class:`~sb3_ppg.ppg_recurrent.policies.RecurrentAuxActorCriticPolicy`
     :param env: The environment to learn from (if registered in Gym, can be str)
-    :param recompute_lstm_states: Whether to refresh the stored LSTM states before each aux phase by replaying each
-        env's history once with the current policy (about the cost of the snapshot pass); False (default) keeps the
-        states the rollouts were collected with, as the paper's code does
-    :param kwargs: the other arguments of :class:`~sb3_ppg.PPG`; ``rollout_buffer_class`` must stay None
+    :param args: the other arguments of :class:`~sb3_ppg.PPG`, in its order (``learning_rate``, ``n_steps``, ...)
+    :param recompute_lstm_states: (keyword only) Whether to refresh the stored LSTM states before each aux phase by
+        replaying each env's history once with the current policy (about the cost of the snapshot pass); False
+        (default) keeps the states the rollouts were collected with, as the paper's code does
+    :param kwargs: the other arguments of :class:`~sb3_ppg.PPG`; ``rollout_buffer_class`` must stay None and
+        ``rollout_buffer_kwargs`` empty
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -66,11 +68,12 @@ class RecurrentPPG(PPG):
         self,
         policy: str | type[RecurrentAuxActorCriticPolicy],
         env: GymEnv | str,
+        *args: Any,
         recompute_lstm_states: bool = False,
         **kwargs: Any,
     ):
         self.recompute_lstm_states = recompute_lstm_states
-        super().__init__(policy, env, **kwargs)  # type: ignore[arg-type]
+        super().__init__(policy, env, *args, **kwargs)  # type: ignore[arg-type]
 
     def _check_spaces_and_policy(self) -> None:
         if not (isinstance(self.policy_class, type) and issubclass(self.policy_class, RecurrentAuxActorCriticPolicy)):
@@ -87,6 +90,11 @@ class RecurrentPPG(PPG):
             raise ValueError(
                 "RecurrentPPG: rollout_buffer_class must be None; the rollout buffer is SB3-Contrib's "
                 f"RecurrentRolloutBuffer, made for the policy's LSTM; got {self.rollout_buffer_class}"
+            )
+        if self.rollout_buffer_kwargs:
+            raise ValueError(
+                "RecurrentPPG: rollout_buffer_kwargs must be empty, as in RecurrentPPO; SB3-Contrib's "
+                f"RecurrentRolloutBuffer takes only what the model passes it; got {self.rollout_buffer_kwargs}"
             )
         super()._check_spaces_and_policy()
 
