@@ -124,7 +124,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--train-seconds",
         type=float,
         default=None,
-        help="also end each run after this much training CPU time (for ppo-long: the slowest PPG arm's training time)",
+        help="the training CPU time of the timed arms (ppo-long: the slowest PPG arm's training time); they run to it, "
+        "whatever --timesteps, and the other arms ignore it",
     )
     args = parser.parse_args(argv)
     env_arms = arms_for(args.env) + optional_arms(args.env)
@@ -152,6 +153,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# The step cap of a timed arm (ppo-long): it ends on its time budget only, so that a step budget that the time would
+# outrun cannot cut it short. MinAtar's learning rate and clip range are constant, so the cap changes no schedule.
+TIMED_ARM_MAX_STEPS = 10**12
+
+
+def arm_budget(args: argparse.Namespace, arm: str) -> tuple[int, float | None]:
+    """
+    :return: an arm's step budget and CPU-time budget: ``--timesteps`` and none for the arms compared at equal steps,
+        no step cap and ``--train-seconds`` for the timed arms (``--train-seconds`` never cuts the others short)
+    """
+    if arm in optional_arms(args.env):
+        return TIMED_ARM_MAX_STEPS, args.train_seconds
+    return args.timesteps, None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the missing (arm, seed) runs, then rebuild the reports; returns the exit code."""
     args = parse_args(argv)
@@ -161,28 +177,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     for seed in range(args.seeds):
         for arm in args.arms:
             path = run_path(out, args.env, arm, seed)
-            if run_is_complete(path, args.timesteps, args.train_seconds):
+            if run_is_complete(path, *arm_budget(args, arm)):
                 print(f"skipped {arm} seed {seed}: {path} exists", flush=True)
             else:
                 if path.exists():
-                    print(f"rerunning {arm} seed {seed}: {path} stops short of {args.timesteps} steps", flush=True)
+                    print(f"rerunning {arm} seed {seed}: {path} stops short of its budget", flush=True)
                 todo.append((arm, seed))
     failures = 0
     if todo:
-        print(f"Running {len(todo)} runs of {args.timesteps} steps on {args.env}, {args.jobs} at a time", flush=True)
+        print(
+            f"Running {len(todo)} runs on {args.env} ({args.timesteps} steps; timed arms: their time), {args.jobs} at once",
+            flush=True,
+        )
         with ProcessPoolExecutor(max_workers=min(args.jobs, len(todo)), mp_context=get_context("spawn")) as pool:
             futures: dict[Future[int], tuple[str, int]] = {}
             for arm, seed in todo:
+                timesteps, train_seconds = arm_budget(args, arm)
                 run_args = (
                     arm,
                     args.env,
                     seed,
-                    args.timesteps,
+                    timesteps,
                     args.eval_freq,
                     args.eval_episodes,
                     str(out),
                     args.ppg_overrides,
-                    args.train_seconds,
+                    train_seconds,
                 )
                 futures[pool.submit(run_one, *run_args)] = (arm, seed)
             for future, (arm, seed) in futures.items():

@@ -25,18 +25,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.configs import MINATAR_ENVS, MINATAR_PPG_ARMS
 from benchmarks.files import Row, read_rows, run_files
-from benchmarks.report import mann_whitney_p, mean_std, summarize_curves, training_clock
+from benchmarks.report import group_runs, mann_whitney_p, mean_std, summarize_curves, training_clock
 
 BASELINE = "ppo"
 
 
 @dataclass
 class GameResult:
-    """One arm on one game, against the baseline on that game."""
+    """One arm on one game, against the baseline on the seeds both have."""
 
     seeds: int
     return_ratio: float
     cost_ratio: float
+    # The column that timed training on this game: cpu_s when every run of the game has it, else wall_s
+    clock: str = "cpu_s"
 
 
 # Per game, per arm
@@ -49,24 +51,34 @@ def game_results(rows: Sequence[Row], arms: Sequence[str]) -> dict[str, GameResu
     """
     :param rows: every run of one game
     :param arms: the candidate arms
-    :return: per candidate arm with runs: its return and cost ratios to the baseline's
+    :return: per candidate arm with a seed in common with the baseline: its return and cost ratios to the
+        baseline's, each a ratio of means over the seeds both have (seed k of both ran side by side, under one load)
     """
-    _, summaries = summarize_curves(rows, training_clock(rows))
-    if BASELINE not in summaries:
+    clock = training_clock(rows)
+    runs = group_runs(rows)
+    if BASELINE not in runs:
         raise ValueError(f"no {BASELINE} runs to divide by")
-    base = summaries[BASELINE]
-    base_return = statistics.fmean(base.finals)
-    if base_return <= 0:
-        raise ValueError(f"{BASELINE}'s mean final return is {base_return}: return ratios need it above 0")
-    return {
-        arm: GameResult(
-            seeds=len(summaries[arm].finals),
-            return_ratio=statistics.fmean(summaries[arm].finals) / base_return,
-            cost_ratio=summaries[arm].time_per_step / base.time_per_step,
+    base = runs[BASELINE]
+    results = {}
+    for arm in arms:
+        shared = sorted(set(runs.get(arm, {})) & set(base))
+        if not shared:
+            continue
+        base_return = statistics.fmean(float(base[seed][-1]["eval_mean"]) for seed in shared)
+        if base_return <= 0:
+            raise ValueError(f"{BASELINE}'s mean final return is {base_return}: return ratios need it above 0")
+        arm_runs, base_runs = [runs[arm][seed] for seed in shared], [base[seed] for seed in shared]
+        results[arm] = GameResult(
+            seeds=len(shared),
+            return_ratio=statistics.fmean(float(run[-1]["eval_mean"]) for run in arm_runs) / base_return,
+            cost_ratio=_time_per_step(arm_runs, clock) / _time_per_step(base_runs, clock),
+            clock=clock,
         )
-        for arm in arms
-        if arm in summaries
-    }
+    return results
+
+
+def _time_per_step(runs: Sequence[Sequence[Row]], clock: str) -> float:
+    return statistics.fmean(run[-1][clock] / run[-1]["timesteps"] for run in runs)
 
 
 def geometric_mean(values: Sequence[float]) -> float:
@@ -74,18 +86,27 @@ def geometric_mean(values: Sequence[float]) -> float:
     return 0.0 if min(values) <= 0 else math.exp(statistics.fmean(math.log(value) for value in values))
 
 
+def cost_games(results: Results, games: Sequence[str]) -> list[str]:
+    """
+    The games the cost is taken from: those timed in CPU time (wall-clock moves with the machine's load, which
+    differed between runs), or all of them when none is.
+    """
+    return [game for game in games if all(r.clock == "cpu_s" for r in results.get(game, {}).values())] or list(games)
+
+
 def choose(results: Results, games: Sequence[str], tolerance: float) -> tuple[str, Scores]:
     """
     :param results: per game, per arm, from :func:`game_results`
     :param games: the games an arm must have runs on
     :param tolerance: how far below the best geometric mean a cheaper arm may be and still win
-    :return: the chosen arm, and per candidate arm the geometric means of its return and cost ratios
+    :return: the chosen arm, and per candidate arm the geometric means of its return ratios and of its cost ratios
+        (the latter over the games timed in CPU time, when there are any)
     """
     arms = {arm for game in games for arm in results.get(game, {})}
     scores = {
         arm: (
             geometric_mean([results[game][arm].return_ratio for game in games]),
-            geometric_mean([results[game][arm].cost_ratio for game in games]),
+            geometric_mean([results[game][arm].cost_ratio for game in cost_games(results, games)]),
         )
         for arm in sorted(arms)
         if all(arm in results.get(game, {}) for game in games)
@@ -125,8 +146,11 @@ def render_games(rows_by_game: dict[str, Sequence[Row]], arms: Sequence[str]) ->
     return "\n".join(lines) + "\n"
 
 
-def render(results: Results, games: Sequence[str], chosen: str, scores: Scores) -> str:
-    """The table of ratios per arm and game, the geometric means and the choice, in markdown."""
+def render(results: Results, games: Sequence[str], chosen: str, scores: Scores, seeds: int) -> str:
+    """
+    The table of ratios per arm and game, the geometric means and the choice, in markdown; the choice is provisional
+    while an arm has fewer than ``seeds`` seeds in common with the baseline on some game.
+    """
     short = [game.removeprefix("MinAtar/").removesuffix("-v1") for game in games]
     lines = [
         "| arm | " + " | ".join(f"{name}: return, cost (seeds)" for name in short) + " | geometric mean: return, cost |",
@@ -138,6 +162,11 @@ def render(results: Results, games: Sequence[str], chosen: str, scores: Scores) 
             for game in games
         ]
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {scores[arm][0]:.2f}, {scores[arm][1]:.2f} |")
+    timed = ", ".join(game.removeprefix("MinAtar/").removesuffix("-v1") for game in cost_games(results, games))
+    lines.append("")
+    lines.append(f"Ratios over the seeds each arm shares with {BASELINE}; the cost's geometric mean is over {timed}.")
+    if min(results[game][arm].seeds for game in games for arm in scores) < seeds:
+        return "\n".join(lines) + f"\n\nProvisional (fewer than {seeds} seeds somewhere): `{chosen}`.\n"
     return "\n".join(lines) + f"\n\nChosen: `{chosen}`.\n"
 
 
@@ -145,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="results folder")
     parser.add_argument("--tolerance", type=float, default=0.05, help="how far below the best a cheaper arm may be")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per arm and game before the choice is final")
     args = parser.parse_args(argv)
     if not 0 <= args.tolerance < 1:
         parser.error(f"--tolerance must be in [0, 1), got {args.tolerance}")
@@ -154,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render_games(rows_by_game, arms))
     results = {game: game_results(rows, list(MINATAR_PPG_ARMS)) for game, rows in rows_by_game.items()}
     chosen, scores = choose(results, MINATAR_ENVS, args.tolerance)
-    print(render(results, MINATAR_ENVS, chosen, scores), end="")
+    print(render(results, MINATAR_ENVS, chosen, scores, args.seeds), end="")
     return 0
 
 

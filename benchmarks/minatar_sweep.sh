@@ -19,12 +19,19 @@ settings=(
   "aux_batch_size_256|aux_batch_size=256" "aux_batch_size_4096|aux_batch_size=4096"
   "arch_shared|policy_kwargs={arch: shared}"
 )
+# Each setting is read against ppo and the arm itself on the same seeds of the main benchmark: they must exist
+for seed in $(seq 0 $((seeds - 1))); do
+  for baseline in ppo "$arm"; do
+    file="benchmarks/results/run_files/MinAtar/$game/${baseline}_seed$seed.csv"
+    [ -f "$file" ] || { echo "run the main benchmark's $baseline seed $seed on $game first: $file is missing" >&2; exit 2; }
+  done
+done
 for setting in "${settings[@]}"; do
   name=${setting%%|*}
   out="benchmarks/results/sweeps/MinAtar-${game%-v1}/$name"
   mkdir -p "$out/run_files/MinAtar/$game"
   for seed in $(seq 0 $((seeds - 1))); do
-    cp -n "benchmarks/results/run_files/MinAtar/$game/ppo_seed$seed.csv" "$out/run_files/MinAtar/$game/" 2>/dev/null
+    cp -n "benchmarks/results/run_files/MinAtar/$game/ppo_seed$seed.csv" "$out/run_files/MinAtar/$game/"
   done
   overrides=()
   IFS=';' read -ra pairs <<< "${setting#*|}"

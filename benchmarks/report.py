@@ -378,7 +378,7 @@ def render_long_baseline(rows: Iterable[Row], long_rows: Iterable[Row], clock: s
         f"{long_arm}: PPO with the same settings, trained for about the slowest arm's training time "
         f"({len(long_runs)} seeds, to {statistics.fmean(run[-1]['timesteps'] for run in long_runs):,.0f} steps on "
         f"average). For each arm, its final return against the return {long_arm} had reached within that arm's mean "
-        "training time (its last evaluation by then).",
+        f"training time (its last evaluation by then); n/a when a {long_arm} run ended before that time.",
         "",
         f"| arm | train s | final | {long_arm} by then | ratio |",
         "|---|---|---|---|---|",
@@ -389,7 +389,13 @@ def render_long_baseline(rows: Iterable[Row], long_rows: Iterable[Row], clock: s
         finals = [float(run[-1]["eval_mean"]) for run in runs]
         long_returns = [return_at_wall_clock(run, train_s, clock) for run in long_runs]
         denominator = _finite_mean(long_returns)
-        ratio = f"{statistics.fmean(finals) / denominator:.2f}" if math.isfinite(denominator) and denominator else "n/a"
+        # A long run that ended before train_s would be read at its end: PPO cut short
+        cut_short = any(run[-1][clock] < train_s for run in long_runs)
+        ratio = (
+            f"{statistics.fmean(finals) / denominator:.2f}"
+            if math.isfinite(denominator) and denominator and not cut_short
+            else "n/a"
+        )
         lines.append(f"| {arm} | {train_s:.0f} | {mean_std(finals)} | {mean_std(long_returns)} | {ratio} |")
     return "\n".join(lines) + "\n"
 

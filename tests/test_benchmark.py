@@ -348,10 +348,13 @@ def test_long_ppo_is_read_at_each_arms_training_time() -> None:
     assert "| ppg | 90 | 12.0 ± 2.0 | 10.0 ± 2.0 | 1.20 |" in markdown
     # ppo: 33 s, when ppo-long had 5 and 6
     assert "| ppo | 33 | 5.5 ± 0.5 | 5.5 ± 0.5 | 1.00 |" in markdown
+    # A long run that ended before an arm's training time cannot stand for PPO given that time
+    short_rows = make_rows("ppo-long", 0, [(300, 5.0, 30.0), (900, 8.0, 89.0)])
+    assert "| ppg | 90 | 12.0 ± 2.0 | 8.0 ± 0.0 | n/a |" in render_long_baseline(rows, short_rows, "wall_s")
 
 
 def test_long_ppo_needs_a_time_budget_and_stops_at_it(tmp_path: Path) -> None:
-    from benchmarks.compare import parse_args
+    from benchmarks.compare import TIMED_ARM_MAX_STEPS, arm_budget, parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--env", "MinAtar/Breakout-v1", "--arms", "ppo-long"])
@@ -359,16 +362,19 @@ def test_long_ppo_needs_a_time_budget_and_stops_at_it(tmp_path: Path) -> None:
         parse_args(["--env", "CartPole-v1", "--arms", "ppo-long", "--train-seconds", "5"])
     assert "ppo-long" not in parse_args(["--env", "MinAtar/Breakout-v1"]).arms
     env = "MinAtar/Breakout-v1"
-    command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", "10000000"]
+    # The timed arm runs to its time whatever --timesteps (one rollout here); --train-seconds leaves the others alone
+    args = parse_args(["--env", env, "--arms", "ppo-long", "ppg-e4", "--timesteps", "8192", "--train-seconds", "2"])
+    assert arm_budget(args, "ppo-long") == (TIMED_ARM_MAX_STEPS, 2.0) and arm_budget(args, "ppg-e4") == (8192, None)
+    command = [sys.executable, "benchmarks/compare.py", "--env", env, "--seeds", "1", "--timesteps", "8192"]
     command += ["--arms", "ppo-long", "--train-seconds", "2", "--eval-freq", "8192", "--eval-episodes", "1"]
     command += ["--jobs", "1", "--out", str(tmp_path)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     path = run_path(tmp_path, env, "ppo-long", 0)
     last = max(read_rows([path]), key=lambda row: row["timesteps"])
-    # Stopped at the first step past 2 CPU seconds, long before the step budget; that counts as complete
-    assert 2.0 <= last["cpu_s"] < 10.0 and last["timesteps"] < 1_000_000
-    assert run_is_complete(path, 10_000_000, train_seconds=2.0) and not run_is_complete(path, 10_000_000)
+    # Stopped at the first step past 2 CPU seconds, past --timesteps' one rollout; that counts as complete
+    assert 2.0 <= last["cpu_s"] < 10.0 and 8192 < last["timesteps"] < 1_000_000
+    assert run_is_complete(path, TIMED_ARM_MAX_STEPS, train_seconds=2.0) and not run_is_complete(path, 10_000_000)
     assert "skipped ppo-long seed 0" in subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
 
 
@@ -431,7 +437,7 @@ def test_cue_recall_benchmark_reports_and_resumes(tmp_path: Path, capsys: pytest
 
 
 def test_the_minatar_entry_rule_by_hand() -> None:
-    from benchmarks.minatar_entry import GameResult, choose, game_results, geometric_mean
+    from benchmarks.minatar_entry import GameResult, choose, game_results, geometric_mean, render
 
     assert geometric_mean([2.0, 0.5]) == pytest.approx(1.0) and geometric_mean([3.0, 0.0]) == 0.0
     results = {
@@ -445,14 +451,22 @@ def test_the_minatar_entry_rule_by_hand() -> None:
     assert choose(results, ["A", "B"], tolerance=0.01)[0] == "wide"
     with pytest.raises(ValueError, match="no arm has runs on every game"):
         choose({"A": {}}, ["A"], 0.05)
-    # From rows: ppo ends at 4 and 6 (mean 5) in 30 and 36 s; ppg-e4 at 10 (2.0x) in 90 s (3 s/step over 1.1: 2.73x)
+    # From rows: ppo ends at 4 and 6 in 30 and 36 s; ppg-e4's seed 0 at 10 in 90 s: against ppo's seed 0 alone (the
+    # seed both have, run side by side), 2.5x the return at 3x the time per step
     rows = (
         make_rows("ppo", 0, [(100, 1.0, 10.0), (300, 4.0, 30.0)])
         + make_rows("ppo", 1, [(100, 2.0, 12.0), (300, 6.0, 36.0)])
         + make_rows("ppg-e4", 0, [(300, 10.0, 90.0)])
+        + make_rows("ppg-e1", 7, [(300, 10.0, 90.0)])
     )
     (result,) = game_results(rows, ["ppg-e4", "ppg-e1"]).values()
-    assert (result.seeds, result.return_ratio, result.cost_ratio) == (1, pytest.approx(2.0), pytest.approx(0.3 / 0.11))
+    assert (result.seeds, result.return_ratio, result.cost_ratio) == (1, pytest.approx(2.5), pytest.approx(3.0))
+    assert result.clock == "wall_s"
+    # The cost comes from the games timed in CPU time when there are any
+    results = {"A": {"x": GameResult(5, 1.0, 4.0, "wall_s")}, "B": {"x": GameResult(5, 1.0, 2.0, "cpu_s")}}
+    assert choose(results, ["A", "B"], 0.05)[1]["x"] == pytest.approx((1.0, 2.0))
+    assert "Provisional (fewer than 6 seeds somewhere): `x`" in render(results, ["A", "B"], "x", {"x": (1.0, 2.0)}, 6)
+    assert "Chosen: `x`" in render(results, ["A", "B"], "x", {"x": (1.0, 2.0)}, 5)
     with pytest.raises(ValueError, match="no ppo runs"):
         game_results(make_rows("ppg-e4", 0, [(300, 10.0, 90.0)]), ["ppg-e4"])
 
