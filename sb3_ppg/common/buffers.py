@@ -1,7 +1,7 @@
 """The auxiliary buffer: states and value targets of the last ``n_policy_iterations`` rollouts."""
 
 from collections.abc import Callable, Generator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
@@ -185,6 +185,21 @@ class AuxRolloutBuffer(BaseBuffer):
         self.pos = end
         self.full = end == self.buffer_size
 
+    def layout(self) -> dict[str, Any]:
+        """
+        What a saved buffer file must agree on with this buffer to be loaded into it (see
+        :func:`sb3_ppg.common.checkpoints.aux_buffer_layout`): every kind of buffer gives every key, so that a file
+        of one kind is refused by another, naming the key.
+        """
+        return {
+            "observation_space": repr(self.observation_space),
+            "action_space": repr(self.action_space),
+            "n_envs": self.n_envs,
+            "buffer_size": self.buffer_size,
+            "action_masks": False,
+            "lstm_states": None,
+        }
+
     def saved_arrays(self, pos: int) -> dict[str, tuple[Storage, int]]:
         """
         What a saved buffer holds (see :mod:`sb3_ppg.common.checkpoints`): each array by entry name, with the number
@@ -346,6 +361,10 @@ class MaskableAuxRolloutBuffer(AuxRolloutBuffer):
         start = self.pos
         super().add_rollout(rollout_buffer)
         _put(self.action_masks, start, self.pos, rollout_masks.reshape(self.pos - start, self.n_envs, self.mask_dims))
+
+    def layout(self) -> dict[str, Any]:
+        """:return: the base layout, with action masks"""
+        return {**super().layout(), "action_masks": True}
 
     def saved_arrays(self, pos: int) -> dict[str, tuple[Storage, int]]:
         """:param pos: steps per env stored; the arrays include the action masks"""

@@ -22,8 +22,7 @@ from typing import IO, Any
 import numpy as np
 import torch as th
 
-from sb3_ppg.common.buffers import AuxRolloutBuffer, MaskableAuxRolloutBuffer, Storage
-from sb3_ppg.common.recurrent_buffers import RecurrentAuxRolloutBuffer
+from sb3_ppg.common.buffers import AuxRolloutBuffer, Storage
 
 FORMAT_NAME = "sb3_ppg.aux_buffer"
 FORMAT_VERSION = 1
@@ -100,17 +99,7 @@ def aux_buffer_layout(buffer: AuxRolloutBuffer, n_steps: int, n_policy_iteration
     :param world_size: the number of ranks training the model (1 in a single process)
     :return: what a buffer file must agree on with the model to be loaded into it
     """
-    return {
-        "observation_space": repr(buffer.observation_space),
-        "action_space": repr(buffer.action_space),
-        "n_envs": buffer.n_envs,
-        "n_steps": n_steps,
-        "n_policy_iterations": n_policy_iterations,
-        "action_masks": isinstance(buffer, MaskableAuxRolloutBuffer),
-        "buffer_size": buffer.buffer_size,
-        "world_size": world_size,
-        "lstm_states": list(buffer.lstm_state_shape) if isinstance(buffer, RecurrentAuxRolloutBuffer) else None,
-    }
+    return {**buffer.layout(), "n_steps": n_steps, "n_policy_iterations": n_policy_iterations, "world_size": world_size}
 
 
 def _numpy_dtype(storage: Storage) -> np.dtype:

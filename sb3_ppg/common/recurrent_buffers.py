@@ -1,7 +1,7 @@
 """Buffers of :class:`~sb3_ppg.RecurrentPPG`: SB3-Contrib's recurrent rollout buffers, and the recurrent aux buffer."""
 
 from collections.abc import Callable, Generator
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch as th
@@ -173,6 +173,10 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
         stored += [rollout_buffer.hidden_states_vf, rollout_buffer.cell_states_vf]
         # The states entering the rollout's first step, (n_layers, n_envs, hidden)
         self.segment_states[start // self.n_steps] = np.stack([states[0] for states in stored])
+
+    def layout(self) -> dict[str, Any]:
+        """:return: the base layout, with the shape of the stored LSTM states"""
+        return {**super().layout(), "lstm_states": list(self.lstm_state_shape)}
 
     def saved_arrays(self, pos: int) -> dict[str, tuple[Storage, int]]:
         """:param pos: steps per env stored; the arrays include the episode starts and the segments' entering states"""
