@@ -506,3 +506,68 @@ def test_a_minatar_policy_kwargs_override_is_merged_not_dropped() -> None:
     policy_kwargs = config["hyperparams"]["policy_kwargs"]
     assert policy_kwargs == dict(features_extractor_class=MinAtarCNN, net_arch=[], arch="shared")
     assert config["hyperparams"]["beta_clone"] == 3.0 and config["hyperparams"]["n_epochs"] == 4
+
+
+def test_the_minatar_sweep_settings_leave_out_the_arm_and_the_main_arms() -> None:
+    from benchmarks.minatar_sweep import sweep_settings
+
+    to_run, main = sweep_settings("ppg-e4")
+    assert main == {"n_epochs_1": "ppg-e1", "arch_detach": "ppg-detach"}
+    assert list(to_run) == [
+        "n_epochs_2", "n_epochs_8", "n_policy_iterations_4", "n_policy_iterations_32", "n_aux_epochs_2",
+        "n_aux_epochs_9", "beta_clone_0.3", "beta_clone_3.0", "aux_batch_size_256", "aux_batch_size_4096", "arch_shared",
+    ]  # fmt: skip
+    assert to_run["n_epochs_2"] == {"n_epochs": 2, "n_value_epochs": 2}
+    assert to_run["arch_shared"] == {"policy_kwargs": {"arch": "shared"}}
+    # detach at E_pi 1 is no main arm, so it runs; dual at E_pi 4 is ppg-e4
+    to_run, main = sweep_settings("ppg-detach")
+    assert "n_epochs_1" in to_run and "arch_detach" not in to_run and main == {"arch_dual": "ppg-e4"}
+    with pytest.raises(ValueError, match="arm must be one of ppg-e1, ppg-e4, ppg-detach, got 'ppo'"):
+        sweep_settings("ppo")
+
+
+def write_minatar_run(out: Path, algo: str, seed: int, final: float, cpu_s: float) -> None:
+    """One 2M-step MinAtar run file on Asterix, ending at ``final`` after ``cpu_s`` of training."""
+    rows = [
+        {"algo": algo, "seed": seed, "timesteps": t, "eval_mean": m, "eval_std": 0.0, "wall_s": c, "cpu_s": c}
+        for t, m, c in [(1_000_000, final / 2, cpu_s / 2), (2_007_040, final, cpu_s)]
+    ]
+    write_rows(run_path(out, "MinAtar/Asterix-v1", algo, seed), rows)
+
+
+def test_the_minatar_sweep_report_by_hand(tmp_path: Path) -> None:
+    from benchmarks.minatar_sweep import main, sweep_dir
+
+    # The main benchmark: ppo ends at 10 and 12, ppg-e4 at 4 and 6 (std 1), ppg-detach at 9 and 11
+    for seed, (ppo, e4, detach) in enumerate([(10.0, 4.0, 9.0), (12.0, 6.0, 11.0)]):
+        write_minatar_run(tmp_path, "ppo", seed, ppo, 100.0)
+        write_minatar_run(tmp_path, "ppg-e4", seed, e4, 400.0)
+        write_minatar_run(tmp_path, "ppg-detach", seed, detach, 200.0)
+    # n_aux_epochs_2 ends at 5.5 and 6.5: above ppg-e4's 5 by 1, not by more than the larger std (1); N_pi 32 at 8 and
+    # 8, 3 above at half the cost; beta_clone_3.0 has one seed of two
+    for name, finals in [("n_aux_epochs_2", (5.5, 6.5)), ("n_policy_iterations_32", (8.0, 8.0)), ("beta_clone_3.0", (7.0,))]:
+        for seed, final in enumerate(finals):
+            write_minatar_run(sweep_dir(tmp_path, "Asterix-v1", name), "ppg-e4", seed, final, 200.0)
+    assert main(["report", "Asterix-v1", "ppg-e4", "--seeds", "2", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "sweeps" / "MinAtar-Asterix" / "ppg-e4.md").read_text()
+    assert "`ppg-e4`: 5.0 ± 1.0; `ppo`: 11.0 ± 1.0" in text
+    assert "| n_aux_epochs_2 | 2 | 6.0 ± 0.5 | 1.20 | 0.55 | 0.667 | 0.50 | no |" in text
+    assert "| n_policy_iterations_32 | 2 | 8.0 ± 0.0 | 1.60 | 0.73 | 0.221 | 0.50 | yes |" in text
+    # One seed of two never beats, whatever its return
+    assert "| beta_clone_3.0 | 1 | 7.0 ± 0.0 | 1.40 | 0.64 | 0.667 | 0.50 | no |" in text
+    assert "| n_epochs_2 | 0 | not run |" in text
+    assert "| arch_detach (`ppg-detach`) | 2 | 10.0 ± 1.0 | 2.00 | 0.91 | 0.333 | 0.50 | yes |" in text
+
+
+def test_the_minatar_sweep_needs_the_main_benchmark_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.minatar_sweep import main
+
+    write_minatar_run(tmp_path, "ppo", 0, 10.0, 100.0)
+    assert main(["run", "Asterix-v1", "ppg-detach", "--seeds", "1", "--out", str(tmp_path)]) == 2
+    assert "run the main benchmark's ppg-detach seed 0 on MinAtar/Asterix-v1 first" in capsys.readouterr().err
+    write_minatar_run(tmp_path, "ppg-detach", 0, 10.0, 200.0)
+    assert main(["run", "Asterix-v1", "ppg-detach", "--seeds", "1", "--out", str(tmp_path), "--dry-run"]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    assert len(commands) == 12 and "--ppg n_epochs=1 --ppg n_value_epochs=1" in commands[0]
+    assert commands[-1].endswith("--ppg policy_kwargs={arch: shared}")
+    assert not (tmp_path / "sweeps").exists()
