@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import math
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -26,11 +28,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 # Run as a script: the repository root holds the benchmarks package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.configs import MINATAR_PPG_ARMS, minatar_arm_config
-from benchmarks.files import Row, read_rows, run_files, run_path
+from benchmarks.files import Row, read_rows, run_files, run_is_complete, run_path
 from benchmarks.report import group_runs, mann_whitney_p, mean_std
 
 # The values tried for each key; E_pi moves with E_V, as in the main arms
@@ -44,6 +48,8 @@ SWEEP_VALUES: dict[str, tuple[Any, ...]] = {
 }
 BASELINE = "ppo"
 TIMESTEPS = 2_000_000
+# What made a setting's runs, beside them: runs of other settings or code are never read as this one's
+SETTING_FILE = "setting.json"
 
 
 def arm_values(arm: str) -> dict[str, Any]:
@@ -97,13 +103,31 @@ def sweep_dir(out: Path, game: str, name: str) -> Path:
 
 
 def check_baselines(out: Path, env_id: str, arm: str, seeds: int) -> None:
-    """Refuse to sweep until the main benchmark has ``ppo`` and the arm at the sweep's seeds."""
+    """Refuse to sweep until the main benchmark has complete ``ppo`` and arm runs at the sweep's seeds."""
     for seed in range(seeds):
         for baseline in (BASELINE, arm):
             path = run_path(out, env_id, baseline, seed)
-            if not path.exists():
-                message = f"run the main benchmark's {baseline} seed {seed} on {env_id} first: {path} is missing"
+            if not run_is_complete(path, TIMESTEPS):
+                message = f"run the main benchmark's {baseline} seed {seed} on {env_id} first: {path} is missing or short"
                 raise FileNotFoundError(message)
+
+
+def check_setting(folder: Path, env_id: str, arm: str, overrides: dict[str, Any], write: bool = False) -> None:
+    """
+    Refuse a setting's folder whose runs were made for another arm or other overrides (its ``setting.json``), or
+    whose runs have no record of what made them; with ``write``, record them in a new folder.
+    """
+    path = folder / SETTING_FILE
+    expected = {"arm": arm, "overrides": overrides}
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        if recorded != expected:
+            raise ValueError(f"{folder} holds runs of {recorded}, not {expected}: move it away to rerun")
+    elif any(file.name.startswith(f"{arm}_") for file in run_files(folder, env_id)):
+        raise ValueError(f"{folder} holds {arm} runs without a {SETTING_FILE}: move it away to rerun")
+    elif write:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(expected, indent=1) + "\n")
 
 
 def run(out: Path, game: str, arm: str, seeds: int, dry_run: bool = False) -> int:
@@ -113,6 +137,7 @@ def run(out: Path, game: str, arm: str, seeds: int, dry_run: bool = False) -> in
     failures = 0
     for name, overrides in sweep_settings(arm)[0].items():
         folder = sweep_dir(out, game, name)
+        check_setting(folder, env_id, arm, overrides, write=not dry_run)
         for seed in range(seeds):
             copy = run_path(folder, env_id, BASELINE, seed)
             if not copy.exists() and not dry_run:
@@ -123,48 +148,55 @@ def run(out: Path, game: str, arm: str, seeds: int, dry_run: bool = False) -> in
         command += ["--eval-freq", "100000", "--eval-episodes", "10", "--out", str(folder)]
         for key, value in overrides.items():
             command += ["--ppg", f"{key}={_yaml(value)}"]
-        print(" ".join(command), flush=True)
+        print(shlex.join(command), flush=True)
         if not dry_run:
             failures += subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode != 0
     return 1 if failures else 0
 
 
 def _yaml(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{key}: {inner}" for key, inner in value.items()) + "}"
-    return str(value)
+    """A value as compare.py's ``--ppg KEY=VALUE`` reads it back (YAML, flow style)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def _finals(runs: dict[int, list[Row]], seeds: Sequence[int]) -> list[float]:
-    return [float(runs[seed][-1]["eval_mean"]) for seed in seeds if seed in runs]
+def _complete_finals(runs: dict[int, list[Row]], seeds: Sequence[int]) -> dict[int, float]:
+    """Each seed's final return, for the seeds whose run reached the sweep's budget."""
+    last = {seed: runs[seed][-1] for seed in seeds if seed in runs}
+    return {seed: float(row["eval_mean"]) for seed, row in last.items() if row["timesteps"] >= TIMESTEPS}
 
 
 def _cpu_per_step(runs: dict[int, list[Row]], seeds: Sequence[int]) -> float:
-    values = [runs[seed][-1]["cpu_s"] / runs[seed][-1]["timesteps"] for seed in seeds if seed in runs]
-    return statistics.fmean(values) if values else math.nan
+    return statistics.fmean(runs[seed][-1]["cpu_s"] / runs[seed][-1]["timesteps"] for seed in seeds)
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.2f}" if denominator > 0 and math.isfinite(numerator / denominator) else "n/a"
 
 
 def report(out: Path, game: str, arm: str, seeds: int) -> str:
     """
-    The sweep's table: per setting, the final return (mean ± std over seeds), its ratio to the arm's and to ``ppo``'s
-    on the same seeds, the Mann-Whitney p against the arm, the training CPU time per step over the arm's, and whether
-    it beats the arm by more than the seeds' standard deviation (the larger of the two sides'), which the rule acts on.
+    The sweep's table: per setting, the final return (mean ± std over its complete seeds), its ratios to the arm's
+    and to ``ppo``'s means over the same seeds, the Mann-Whitney p against the arm on them, the training CPU time per
+    step over the arm's (n/a without CPU times), and whether it beats the arm: complete on every seed, with a mean
+    above the arm's by more than the larger of the two sample standard deviations. The main arms that are a setting
+    (e.g. arch dual of ``ppg-detach``) are shown but never "beat": steps 1 and 2 of the rule weighed them already.
     """
     env_id = f"MinAtar/{game}"
     main_runs = group_runs(read_rows(run_files(out, env_id)))
     chosen = list(range(seeds))
-    own = _finals(main_runs.get(arm, {}), chosen)
-    base = _finals(main_runs.get(BASELINE, {}), chosen)
+    own = _complete_finals(main_runs.get(arm, {}), chosen)
+    base = _complete_finals(main_runs.get(BASELINE, {}), chosen)
     if len(own) < seeds or len(base) < seeds:
-        raise ValueError(f"the main benchmark needs {arm} and {BASELINE} seeds 0 to {seeds - 1} on {env_id}")
-    own_cost = _cpu_per_step(main_runs[arm], chosen)
+        raise ValueError(f"the main benchmark needs complete {arm} and {BASELINE} seeds 0 to {seeds - 1} on {env_id}")
     to_run, main = sweep_settings(arm)
     lines = [
         f"# One-key sweep of `{arm}` on {env_id} ({seeds} seeds, {TIMESTEPS:,} steps)",
         "",
-        f"`{arm}`: {mean_std(own)}; `{BASELINE}`: {mean_std(base)} (the main benchmark's seeds 0 to {seeds - 1}). "
-        "Beats: the mean is above the arm's by more than the larger standard deviation of the two. Cost: training "
-        "CPU time per step over the arm's.",
+        f"`{arm}`: {mean_std(list(own.values()))}; `{BASELINE}`: {mean_std(list(base.values()))} (the main "
+        f"benchmark's seeds 0 to {seeds - 1}). Ratios and p are over the seeds of the row. Beats: complete on every "
+        "seed, with a mean above the arm's by more than the larger of the two sample standard deviations. Cost: "
+        "training CPU time per step over the arm's (the sweep's runs and the main ones may have run under different "
+        "loads).",
         "",
         f"| setting | seeds | final | vs `{arm}` | vs `{BASELINE}` | p vs `{arm}` | cost | beats `{arm}` |",
         "|---|---|---|---|---|---|---|---|",
@@ -173,19 +205,29 @@ def report(out: Path, game: str, arm: str, seeds: int) -> str:
         if name in main:
             runs, label = main_runs.get(main[name], {}), f"{name} (`{main[name]}`)"
         else:
-            folder_runs = group_runs(read_rows(run_files(sweep_dir(out, game, name), env_id)))
-            runs, label = folder_runs.get(arm, {}), name
-        finals = _finals(runs, chosen)
+            folder = sweep_dir(out, game, name)
+            check_setting(folder, env_id, arm, to_run[name])
+            runs, label = group_runs(read_rows(run_files(folder, env_id))).get(arm, {}), name
+        finals = _complete_finals(runs, chosen)
         if not finals:
-            lines.append(f"| {label} | 0 | not run | | | | | |")
+            lines.append(f"| {label} | 0/{seeds} | not run | | | | | |")
             continue
-        mean = statistics.fmean(finals)
-        margin = max(statistics.pstdev(finals), statistics.pstdev(own))
-        beats = "yes" if len(finals) == seeds and mean - statistics.fmean(own) > margin else "no"
+        shared = sorted(finals)
+        values, own_values = [finals[seed] for seed in shared], [own[seed] for seed in shared]
+        mean, own_mean = statistics.fmean(values), statistics.fmean(own_values)
+        if name in main:
+            beats = "steps 1-2"
+        elif len(values) < seeds:
+            beats = "incomplete"
+        else:
+            margin = max(statistics.stdev(values), statistics.stdev(own_values)) if seeds > 1 else 0.0
+            beats = "yes" if mean - own_mean > margin else "no"
+        timed = all(math.isfinite(group[seed][-1]["cpu_s"]) for group in (runs, main_runs[arm]) for seed in shared)
+        cost = _ratio(_cpu_per_step(runs, shared), _cpu_per_step(main_runs[arm], shared)) if timed else "n/a"
         lines.append(
-            f"| {label} | {len(finals)} | {mean_std(finals)} | {mean / statistics.fmean(own):.2f} | "
-            f"{mean / statistics.fmean(base):.2f} | {mann_whitney_p(finals, own):.3f} | "
-            f"{_cpu_per_step(runs, chosen) / own_cost:.2f} | {beats} |"
+            f"| {label} | {len(values)}/{seeds} | {mean_std(values)} | {_ratio(mean, own_mean)} | "
+            f"{_ratio(mean, statistics.fmean(base[seed] for seed in shared))} | {mann_whitney_p(values, own_values):.3f} | "
+            f"{cost} | {beats} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -526,48 +526,100 @@ def test_the_minatar_sweep_settings_leave_out_the_arm_and_the_main_arms() -> Non
         sweep_settings("ppo")
 
 
-def write_minatar_run(out: Path, algo: str, seed: int, final: float, cpu_s: float) -> None:
-    """One 2M-step MinAtar run file on Asterix, ending at ``final`` after ``cpu_s`` of training."""
+def write_minatar_run(out: Path, algo: str, seed: int, final: float, cpu_s: float | None, steps: int = 2_007_040) -> None:
+    """One MinAtar run file on Asterix, ending at ``final`` after ``steps`` and ``cpu_s`` of training (None: untimed)."""
     rows = [
-        {"algo": algo, "seed": seed, "timesteps": t, "eval_mean": m, "eval_std": 0.0, "wall_s": c, "cpu_s": c}
-        for t, m, c in [(1_000_000, final / 2, cpu_s / 2), (2_007_040, final, cpu_s)]
+        {"algo": algo, "seed": seed, "timesteps": t, "eval_mean": m, "eval_std": 0.0, "wall_s": 1.0, "cpu_s": c}
+        for t, m, c in [(steps // 2, final / 2, None if cpu_s is None else cpu_s / 2), (steps, final, cpu_s)]
     ]
     write_rows(run_path(out, "MinAtar/Asterix-v1", algo, seed), rows)
 
 
-def test_the_minatar_sweep_report_by_hand(tmp_path: Path) -> None:
-    from benchmarks.minatar_sweep import main, sweep_dir
+def write_main_minatar_runs(out: Path) -> None:
+    """ppo ends at 10 and 12, ppg-e4 at 4 and 6, ppg-detach at 9 and 11; seed 2 of each at 100, outside a 2-seed sweep."""
+    for seed, (ppo, e4, detach) in enumerate([(10.0, 4.0, 9.0), (12.0, 6.0, 11.0), (100.0, 100.0, 100.0)]):
+        write_minatar_run(out, "ppo", seed, ppo, 100.0)
+        write_minatar_run(out, "ppg-e4", seed, e4, 400.0)
+        write_minatar_run(out, "ppg-detach", seed, detach, 200.0)
 
-    # The main benchmark: ppo ends at 10 and 12, ppg-e4 at 4 and 6 (std 1), ppg-detach at 9 and 11
-    for seed, (ppo, e4, detach) in enumerate([(10.0, 4.0, 9.0), (12.0, 6.0, 11.0)]):
-        write_minatar_run(tmp_path, "ppo", seed, ppo, 100.0)
-        write_minatar_run(tmp_path, "ppg-e4", seed, e4, 400.0)
-        write_minatar_run(tmp_path, "ppg-detach", seed, detach, 200.0)
-    # n_aux_epochs_2 ends at 5.5 and 6.5: above ppg-e4's 5 by 1, not by more than the larger std (1); N_pi 32 at 8 and
-    # 8, 3 above at half the cost; beta_clone_3.0 has one seed of two
-    for name, finals in [("n_aux_epochs_2", (5.5, 6.5)), ("n_policy_iterations_32", (8.0, 8.0)), ("beta_clone_3.0", (7.0,))]:
-        for seed, final in enumerate(finals):
-            write_minatar_run(sweep_dir(tmp_path, "Asterix-v1", name), "ppg-e4", seed, final, 200.0)
+
+def write_setting_runs(out: Path, name: str, finals: list[float], steps: list[int] | None = None) -> None:
+    """A ppg-e4 setting's runs, seeds 0 on, with its setting.json as the sweep writes it."""
+    from benchmarks.minatar_sweep import check_setting, sweep_dir, sweep_settings
+
+    folder = sweep_dir(out, "Asterix-v1", name)
+    check_setting(folder, "MinAtar/Asterix-v1", "ppg-e4", sweep_settings("ppg-e4")[0][name], write=True)
+    for seed, final in enumerate(finals):
+        write_minatar_run(folder, "ppg-e4", seed, final, 200.0, (steps or [2_007_040] * len(finals))[seed])
+
+
+def test_the_minatar_sweep_report_by_hand(tmp_path: Path) -> None:
+    from benchmarks.minatar_sweep import main
+
+    write_main_minatar_runs(tmp_path)
+    # ppg-e4 is at 4 and 6 (sample std 1.41, population std 1). n_aux_epochs_2 ends 1.2 above it: no. N_pi 32 3 above: yes, at half the
+    # cost. E_pi 2 is 2 above but its own std (5.66) is the larger: no. beta_clone 3 has one seed of two: its ratios
+    # are to seed 0 alone. aux batch 256's seed 1 stopped at 1M steps: it does not count.
+    write_setting_runs(tmp_path, "n_aux_epochs_2", [5.9, 6.5])
+    write_setting_runs(tmp_path, "n_policy_iterations_32", [8.0, 8.0])
+    write_setting_runs(tmp_path, "n_epochs_2", [3.0, 11.0])
+    write_setting_runs(tmp_path, "beta_clone_3.0", [7.0])
+    write_setting_runs(tmp_path, "aux_batch_size_256", [5.0, 50.0], steps=[2_007_040, 1_000_000])
     assert main(["report", "Asterix-v1", "ppg-e4", "--seeds", "2", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "sweeps" / "MinAtar-Asterix" / "ppg-e4.md").read_text()
     assert "`ppg-e4`: 5.0 ± 1.0; `ppo`: 11.0 ± 1.0" in text
-    assert "| n_aux_epochs_2 | 2 | 6.0 ± 0.5 | 1.20 | 0.55 | 0.667 | 0.50 | no |" in text
-    assert "| n_policy_iterations_32 | 2 | 8.0 ± 0.0 | 1.60 | 0.73 | 0.221 | 0.50 | yes |" in text
-    # One seed of two never beats, whatever its return
-    assert "| beta_clone_3.0 | 1 | 7.0 ± 0.0 | 1.40 | 0.64 | 0.667 | 0.50 | no |" in text
-    assert "| n_epochs_2 | 0 | not run |" in text
-    assert "| arch_detach (`ppg-detach`) | 2 | 10.0 ± 1.0 | 2.00 | 0.91 | 0.333 | 0.50 | yes |" in text
+    assert "| n_aux_epochs_2 | 2/2 | 6.2 ± 0.3 | 1.24 | 0.56 | 0.667 | 0.50 | no |" in text
+    assert "| n_policy_iterations_32 | 2/2 | 8.0 ± 0.0 | 1.60 | 0.73 |" in text and text.count("| 0.50 | yes |") == 1
+    assert "| n_epochs_2 | 2/2 | 7.0 ± 4.0 | 1.40 | 0.64 | 1.000 | 0.50 | no |" in text
+    assert "| beta_clone_3.0 | 1/2 | 7.0 ± 0.0 | 1.75 | 0.70 | 1.000 | 0.50 | incomplete |" in text
+    assert "| aux_batch_size_256 | 1/2 | 5.0 ± 0.0 | 1.25 | 0.50 | 1.000 | 0.50 | incomplete |" in text
+    assert "| n_epochs_8 | 0/2 | not run |" in text
+    # A main arm that is a setting is shown, and never counts as beating: steps 1 and 2 weighed it
+    assert "| arch_detach (`ppg-detach`) | 2/2 | 10.0 ± 1.0 | 2.00 | 0.91 | 0.333 | 0.50 | steps 1-2 |" in text
+
+
+def test_the_minatar_sweep_report_refuses_what_it_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.minatar_sweep import main, report, sweep_dir
+
+    write_main_minatar_runs(tmp_path)
+    # Runs without a record of their setting (an older sweep's) are not read as this one's
+    write_minatar_run(sweep_dir(tmp_path, "Asterix-v1", "n_epochs_8"), "ppg-e4", 0, 9.0, 200.0)
+    assert main(["report", "Asterix-v1", "ppg-e4", "--seeds", "2", "--out", str(tmp_path)]) == 2
+    assert "n_epochs_8 holds ppg-e4 runs without a setting.json: move it away to rerun" in capsys.readouterr().err
+    assert main(["run", "Asterix-v1", "ppg-e4", "--seeds", "2", "--out", str(tmp_path), "--dry-run"]) == 2
+    # Untimed runs give no cost, never nan
+    untimed = tmp_path / "untimed"
+    for seed in range(2):
+        write_minatar_run(untimed, "ppo", seed, 10.0, None)
+        write_minatar_run(untimed, "ppg-e4", seed, 5.0, None)
+    assert "| arch_detach (`ppg-detach`) | 0/2 | not run |" in report(untimed, "Asterix-v1", "ppg-e4", 2)
+    write_minatar_run(untimed, "ppg-detach", 0, 6.0, None)
+    row = next(line for line in report(untimed, "Asterix-v1", "ppg-e4", 2).splitlines() if "arch_detach" in line)
+    assert row == "| arch_detach (`ppg-detach`) | 1/2 | 6.0 ± 0.0 | 1.20 | 0.60 | 1.000 | n/a | steps 1-2 |"
+    with pytest.raises(ValueError, match="needs complete ppg-e4 and ppo seeds 0 to 2"):
+        report(untimed, "Asterix-v1", "ppg-e4", 3)
 
 
 def test_the_minatar_sweep_needs_the_main_benchmark_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from benchmarks.minatar_sweep import main
+    import shlex
+
+    from benchmarks.compare import parse_args
+    from benchmarks.configs import minatar_arm_config
+    from benchmarks.minatar_sweep import main, sweep_settings
 
     write_minatar_run(tmp_path, "ppo", 0, 10.0, 100.0)
+    write_minatar_run(tmp_path, "ppg-detach", 0, 10.0, 200.0, steps=1_000_000)
     assert main(["run", "Asterix-v1", "ppg-detach", "--seeds", "1", "--out", str(tmp_path)]) == 2
     assert "run the main benchmark's ppg-detach seed 0 on MinAtar/Asterix-v1 first" in capsys.readouterr().err
     write_minatar_run(tmp_path, "ppg-detach", 0, 10.0, 200.0)
     assert main(["run", "Asterix-v1", "ppg-detach", "--seeds", "1", "--out", str(tmp_path), "--dry-run"]) == 0
     commands = capsys.readouterr().out.splitlines()
-    assert len(commands) == 12 and "--ppg n_epochs=1 --ppg n_value_epochs=1" in commands[0]
-    assert commands[-1].endswith("--ppg policy_kwargs={arch: shared}")
     assert not (tmp_path / "sweeps").exists()
+    # Each printed command, as a shell reads it, trains the arm with exactly its setting's overrides
+    settings = sweep_settings("ppg-detach")[0]
+    assert len(commands) == len(settings) == 12
+    for command, (name, overrides) in zip(commands, settings.items(), strict=True):
+        args = parse_args(shlex.split(command)[2:])
+        assert (args.env, args.arms, args.seeds, args.timesteps) == ("MinAtar/Asterix-v1", ["ppg-detach"], 1, 2_000_000)
+        assert args.out.endswith(f"sweeps/MinAtar-Asterix/{name}") and args.ppg_overrides == overrides
+        assert minatar_arm_config("ppg-detach", args.env, args.ppg_overrides) != minatar_arm_config("ppg-detach", args.env)
