@@ -178,14 +178,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 0 <= args.tolerance < 1:
         parser.error(f"--tolerance must be in [0, 1), got {args.tolerance}")
-    out = Path(args.out)
-    rows_by_game = {game: read_rows(run_files(out, game)) for game in MINATAR_ENVS}
-    arms = [*MINATAR_PPG_ARMS, "ppg"]
-    print(render_games(rows_by_game, arms))
-    results = {game: game_results(rows, list(MINATAR_PPG_ARMS)) for game, rows in rows_by_game.items()}
-    chosen, scores = choose(results, MINATAR_ENVS, args.tolerance)
-    print(render(results, MINATAR_ENVS, chosen, scores, args.seeds), end="")
+    print(entry_report(Path(args.out), args.tolerance, args.seeds), end="")
     return 0
+
+
+def entry_report(out: Path, tolerance: float = 0.05, seeds: int = 5) -> str:
+    """
+    The script's output, which the docs' Benchmarks page quotes whole: the per-game table, then the ratios and the
+    choice.
+
+    :param out: the results folder
+    :param tolerance: how far below the best a cheaper arm may be
+    :param seeds: seeds per arm and game before the choice is final
+    """
+    rows_by_game = {game: read_rows(run_files(out, game)) for game in MINATAR_ENVS}
+    results = {game: game_results(rows, list(MINATAR_PPG_ARMS)) for game, rows in rows_by_game.items()}
+    chosen, scores = choose(results, MINATAR_ENVS, tolerance)
+    games = render_games(rows_by_game, [*MINATAR_PPG_ARMS, "ppg"])
+    return games + "\n" + render(results, MINATAR_ENVS, chosen, scores, seeds)
 
 
 if __name__ == "__main__":

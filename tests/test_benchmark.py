@@ -557,9 +557,9 @@ def test_the_minatar_sweep_report_by_hand(tmp_path: Path) -> None:
     from benchmarks.minatar_sweep import main
 
     write_main_minatar_runs(tmp_path)
-    # ppg-e4 is at 4 and 6 (sample std 1.41, population std 1). n_aux_epochs_2 ends 1.2 above it: no. N_pi 32 3 above: yes, at half the
-    # cost. E_pi 2 is 2 above but its own std (5.66) is the larger: no. beta_clone 3 has one seed of two: its ratios
-    # are to seed 0 alone. aux batch 256's seed 1 stopped at 1M steps: it does not count.
+    # ppg-e4 is at 4 and 6 (sample std 1.41, population std 1). n_aux_epochs_2 ends 1.2 above it: no. N_pi 32 3
+    # above: yes, at half the cost. E_pi 2 is 2 above but its own std (5.66) is the larger: no. beta_clone 3 has one
+    # seed of two: its ratios are to seed 0 alone. aux batch 256's seed 1 stopped at 1M steps: it does not count.
     write_setting_runs(tmp_path, "n_aux_epochs_2", [5.9, 6.5])
     write_setting_runs(tmp_path, "n_policy_iterations_32", [8.0, 8.0])
     write_setting_runs(tmp_path, "n_epochs_2", [3.0, 11.0])
@@ -623,3 +623,10 @@ def test_the_minatar_sweep_needs_the_main_benchmark_first(tmp_path: Path, capsys
         assert (args.env, args.arms, args.seeds, args.timesteps) == ("MinAtar/Asterix-v1", ["ppg-detach"], 1, 2_000_000)
         assert args.out.endswith(f"sweeps/MinAtar-Asterix/{name}") and args.ppg_overrides == overrides
         assert minatar_arm_config("ppg-detach", args.env, args.ppg_overrides) != minatar_arm_config("ppg-detach", args.env)
+
+
+def test_the_docs_quote_the_minatar_entry_script_over_the_committed_runs() -> None:
+    from benchmarks.minatar_entry import entry_report
+
+    # Regenerate with `python benchmarks/minatar_entry.py` whenever MinAtar run files are added
+    assert entry_report(ROOT / "benchmarks" / "results") in (ROOT / "docs" / "guide" / "benchmarks.md").read_text()
