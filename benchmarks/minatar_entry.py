@@ -16,7 +16,7 @@ import argparse
 import math
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +71,14 @@ def game_results(rows: Sequence[Row], arms: Sequence[str]) -> dict[str, GameResu
         results[arm] = GameResult(
             seeds=len(shared),
             return_ratio=statistics.fmean(float(run[-1]["eval_mean"]) for run in arm_runs) / base_return,
-            cost_ratio=_time_per_step(arm_runs, clock) / _time_per_step(base_runs, clock),
+            cost_ratio=time_per_step(arm_runs, clock) / time_per_step(base_runs, clock),
             clock=clock,
         )
     return results
 
 
-def _time_per_step(runs: Sequence[Sequence[Row]], clock: str) -> float:
+def time_per_step(runs: Sequence[Sequence[Row]], clock: str) -> float:
+    """The mean over runs of training time (``clock``) per env step at each run's last evaluation."""
     return statistics.fmean(run[-1][clock] / run[-1]["timesteps"] for run in runs)
 
 
@@ -118,7 +119,7 @@ def choose(results: Results, games: Sequence[str], tolerance: float) -> tuple[st
     return min(close, key=lambda arm: (scores[arm][1], -scores[arm][0])), scores
 
 
-def render_games(rows_by_game: dict[str, Sequence[Row]], arms: Sequence[str]) -> str:
+def render_games(rows_by_game: Mapping[str, Sequence[Row]], arms: Sequence[str]) -> str:
     """
     Per game, ``ppo`` and then each arm with runs: seeds, final return (mean ± std over seeds), the Mann-Whitney p of
     the finals against ``ppo``'s, and the cost (training time per env step over ``ppo``'s, on the game's clock).

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.configs import MINATAR_PPG_ARMS, minatar_arm_config
 from benchmarks.files import Row, read_rows, run_files, run_is_complete, run_path
+from benchmarks.minatar_entry import time_per_step
 from benchmarks.report import group_runs, mann_whitney_p, mean_std
 
 # The values tried for each key; E_pi moves with E_V, as in the main arms
@@ -165,10 +166,6 @@ def _complete_finals(runs: dict[int, list[Row]], seeds: Sequence[int]) -> dict[i
     return {seed: float(row["eval_mean"]) for seed, row in last.items() if row["timesteps"] >= TIMESTEPS}
 
 
-def _cpu_per_step(runs: dict[int, list[Row]], seeds: Sequence[int]) -> float:
-    return statistics.fmean(runs[seed][-1]["cpu_s"] / runs[seed][-1]["timesteps"] for seed in seeds)
-
-
 def _ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}" if denominator > 0 and math.isfinite(numerator / denominator) else "n/a"
 
@@ -223,7 +220,8 @@ def report(out: Path, game: str, arm: str, seeds: int) -> str:
             margin = max(statistics.stdev(values), statistics.stdev(own_values)) if seeds > 1 else 0.0
             beats = "yes" if mean - own_mean > margin else "no"
         timed = all(math.isfinite(group[seed][-1]["cpu_s"]) for group in (runs, main_runs[arm]) for seed in shared)
-        cost = _ratio(_cpu_per_step(runs, shared), _cpu_per_step(main_runs[arm], shared)) if timed else "n/a"
+        arm_time = time_per_step([main_runs[arm][seed] for seed in shared], "cpu_s")
+        cost = _ratio(time_per_step([runs[seed] for seed in shared], "cpu_s"), arm_time) if timed else "n/a"
         lines.append(
             f"| {label} | {len(values)}/{seeds} | {mean_std(values)} | {_ratio(mean, own_mean)} | "
             f"{_ratio(mean, statistics.fmean(base[seed] for seed in shared))} | {mann_whitney_p(values, own_values):.3f} | "
