@@ -76,6 +76,8 @@ MINATAR_PPG: dict[str, Any] = dict(n_value_epochs=4, n_policy_iterations=16, n_a
 # The fixed PPG arms: (arch, E_pi = E_V). ``ppg-e1`` is the paper's policy phase, one epoch of each per rollout;
 # ``ppg-e4`` and ``ppg-detach`` reuse each sample as often as PPO does. The ``ppg`` arm is ppg.yml's entry.
 MINATAR_PPG_ARMS: dict[str, tuple[str, int]] = {"ppg-e1": ("dual", 1), "ppg-e4": ("dual", 4), "ppg-detach": ("detach", 4)}
+# The arm that benchmarks/minatar_entry.py chose over MINATAR_ENVS: every MinAtar game's ppg.yml entry (the ``ppg`` arm)
+MINATAR_ENTRY_ARM = "ppg-e4"
 # A cap on episode length (MinAtar has none), so that a policy that never loses cannot stall an evaluation
 MINATAR_MAX_EPISODE_STEPS = 10_000
 

@@ -23,7 +23,7 @@ from pathlib import Path
 # Run as a script: the repository root holds the benchmarks package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.configs import MINATAR_ENVS, MINATAR_PPG_ARMS
+from benchmarks.configs import MINATAR_ENVS, MINATAR_HELD_OUT, MINATAR_PPG_ARMS
 from benchmarks.files import Row, read_rows, run_files
 from benchmarks.report import group_runs, mann_whitney_p, mean_std, summarize_curves, training_clock
 
@@ -192,11 +192,24 @@ def entry_report(out: Path, tolerance: float = 0.05, seeds: int = 5) -> str:
     :param tolerance: how far below the best a cheaper arm may be
     :param seeds: seeds per arm and game before the choice is final
     """
-    rows_by_game = {game: read_rows(run_files(out, game)) for game in MINATAR_ENVS}
-    results = {game: game_results(rows, list(MINATAR_PPG_ARMS)) for game, rows in rows_by_game.items()}
-    chosen, scores = choose(results, MINATAR_ENVS, tolerance)
+    # The held-out game is in the table, never in the choice
+    rows_by_game = {game: read_rows(run_files(out, game)) for game in (*MINATAR_ENVS, MINATAR_HELD_OUT)}
+    chosen, results, scores = choose_entry(rows_by_game, tolerance)
     games = render_games(rows_by_game, [*MINATAR_PPG_ARMS, "ppg"])
     return games + "\n" + render(results, MINATAR_ENVS, chosen, scores, seeds)
+
+
+def choose_entry(rows_by_game: Mapping[str, Sequence[Row]], tolerance: float = 0.05) -> tuple[str, Results, Scores]:
+    """
+    Steps 1 and 2 of the rule over ``MINATAR_ENVS``.
+
+    :param rows_by_game: every run of each game (others are ignored)
+    :param tolerance: how far below the best a cheaper arm may be
+    :return: the chosen arm, the per-game results and the candidates' scores
+    """
+    results = {game: game_results(rows_by_game[game], list(MINATAR_PPG_ARMS)) for game in MINATAR_ENVS}
+    chosen, scores = choose(results, MINATAR_ENVS, tolerance)
+    return chosen, results, scores
 
 
 if __name__ == "__main__":

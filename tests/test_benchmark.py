@@ -630,3 +630,13 @@ def test_the_docs_quote_the_minatar_entry_script_over_the_committed_runs() -> No
 
     # Regenerate with `python benchmarks/minatar_entry.py` whenever MinAtar run files are added
     assert entry_report(ROOT / "benchmarks" / "results") in (ROOT / "docs" / "guide" / "benchmarks.md").read_text()
+
+
+def test_the_committed_minatar_runs_choose_the_packaged_entry() -> None:
+    """The arm ppg.yml packages for MinAtar (pinned to it in test_configs) is the one the rule picks from the runs."""
+    from benchmarks.configs import MINATAR_ENTRY_ARM, MINATAR_ENVS
+    from benchmarks.minatar_entry import choose_entry
+
+    out = ROOT / "benchmarks" / "results"
+    chosen, _, _ = choose_entry({game: read_rows(run_files(out, game)) for game in MINATAR_ENVS})
+    assert chosen == MINATAR_ENTRY_ARM
