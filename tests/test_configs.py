@@ -4,6 +4,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
@@ -109,15 +110,17 @@ def test_the_replication_aux_buffer_needs_26_gigabytes():
 
 @pytest.mark.parametrize("env_id", [*MINATAR_ENVS, MINATAR_HELD_OUT])
 def test_minatar_entries_are_the_benchmarks_chosen_arm(env_id):
-    """Every MinAtar game's ppg.yml entry is the arm the benchmark's rule chose, key for key, so they cannot drift."""
+    """
+    Every MinAtar game's ppg.yml entry is the arm the benchmark's rule chose, key for key, and starts from the same
+    weights, so the arm's runs are the entry's and the two cannot drift.
+    """
     from benchmarks.configs import arm_config
-
-    arm = MINATAR_ENTRY_ARM
+    from benchmarks.runner import build_model
 
     from sb3_ppg.common.torch_layers import MinAtarCNN
     from sb3_ppg.train import load_config
 
-    entry, benchmarked = load_config(env_id), arm_config(arm, env_id)
+    entry, benchmarked = load_config(env_id), arm_config(MINATAR_ENTRY_ARM, env_id)
     assert (entry["n_envs"], entry["env_kwargs"], entry.get("normalize", False)) == (
         benchmarked["n_envs"],
         benchmarked["env_kwargs"],
@@ -133,3 +136,6 @@ def test_minatar_entries_are_the_benchmarks_chosen_arm(env_id):
     assert expected_policy_kwargs["features_extractor_class"] is MinAtarCNN and expected_policy_kwargs["net_arch"] == []
     assert model.policy.arch == expected_policy_kwargs["arch"] == hyperparams["policy_kwargs"]["arch"]
     assert model.get_env().envs[0].spec.max_episode_steps == 10_000
+    configs = (arm_config("ppg", env_id), benchmarked)
+    packaged, arm = (build_model(config, env_id, seed=3).policy.state_dict() for config in configs)
+    assert packaged.keys() == arm.keys() and all(torch.equal(packaged[key], arm[key]) for key in arm)
