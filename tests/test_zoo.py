@@ -259,8 +259,7 @@ def test_ppg_yml_has_the_documented_entries():
         "BipedalWalker-v3",
         "atari",
         *(f"{game}Hard-v0" for game in PROCGEN_GAMES),
-        "MinAtar/Breakout-v1",
-        "MinAtar/SpaceInvaders-v1",
+        *(f"MinAtar/{game}-v1" for game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")),
     }
     assert set(PPG_ENTRIES) == expected
     assert PPG_ENTRIES["LunarLander-v2"] == PPG_ENTRIES["LunarLander-v3"]
@@ -325,7 +324,9 @@ def test_train_minatar_with_its_packaged_entry(tmp_path):
     assert f"Seed: {2**32 - 1}" in result.stdout
     # The zoo turns the "/" of the id into "-" in its folder and file names
     model = PPG.load(tmp_path / "logs" / "ppg" / "MinAtar-Breakout-v1_1" / "MinAtar-Breakout-v1.zip", device="cpu")
-    assert type(model.policy).__name__ == "AuxActorCriticMinAtarCnnPolicy" and model.policy.arch == "detach"
+    assert type(model.policy).__name__ == "AuxActorCriticMinAtarCnnPolicy" and model.policy.arch == "dual"
+    # The entry's values, not PPG's defaults (gamma 0.99, lr 3e-4)
+    assert (model.gamma, model.lr_schedule(1.0), model.n_value_epochs) == (0.999, 5e-4, 4)
     assert model.num_timesteps == 256 and model._n_aux_phases == 1
 
 
