@@ -156,33 +156,35 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot(env_id: str, rows: Sequence[Row], path: Path) -> None:
+def plot(env_id: str, rows: Sequence[Row], path: Path, time_only_rows: Sequence[Row] = ()) -> None:
     """
     Learning curves per arm, mean and min-max band over seeds, against env steps (left) and against training time
     (right, at each eval step's mean over seeds): CPU seconds when every row has them, as the report's equal-time
     comparison, else wall-clock (see ``training_clock``). Only eval steps shared by all of an arm's seeds are
-    plotted.
+    plotted. ``time_only_rows`` (PPO trained for a time budget, to another step count) are drawn on the right only.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    clock = training_clock(rows)
+    clock = training_clock([*rows, *time_only_rows])
     fig, (ax_steps, ax_wall) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for arm, seeds in group_runs(rows).items():
-        by_step: dict[int, list[Row]] = {}
-        for run in seeds.values():
-            for row in run:
-                by_step.setdefault(row["timesteps"], []).append(row)
-        steps = sorted(step for step, step_rows in by_step.items() if len(step_rows) == len(seeds))
-        means = [statistics.fmean(r["eval_mean"] for r in by_step[s]) for s in steps]
-        lows = [min(r["eval_mean"] for r in by_step[s]) for s in steps]
-        highs = [max(r["eval_mean"] for r in by_step[s]) for s in steps]
-        walls = [statistics.fmean(r[clock] for r in by_step[s]) for s in steps]
-        for ax, xs in ((ax_steps, steps), (ax_wall, walls)):
-            (line,) = ax.plot(xs, means, label=f"{arm} ({len(seeds)} seeds)")
-            ax.fill_between(xs, lows, highs, alpha=0.2, color=line.get_color())
+    for arm_rows, axes in ((rows, (ax_steps, ax_wall)), (time_only_rows, (ax_wall,))):
+        for arm, seeds in group_runs(arm_rows).items():
+            by_step: dict[int, list[Row]] = {}
+            for run in seeds.values():
+                for row in run:
+                    by_step.setdefault(row["timesteps"], []).append(row)
+            steps = sorted(step for step, step_rows in by_step.items() if len(step_rows) == len(seeds))
+            means = [statistics.fmean(r["eval_mean"] for r in by_step[s]) for s in steps]
+            lows = [min(r["eval_mean"] for r in by_step[s]) for s in steps]
+            highs = [max(r["eval_mean"] for r in by_step[s]) for s in steps]
+            walls = [statistics.fmean(r[clock] for r in by_step[s]) for s in steps]
+            for ax in axes:
+                xs = steps if ax is ax_steps else walls
+                (line,) = ax.plot(xs, means, label=f"{arm} ({len(seeds)} seeds)")
+                ax.fill_between(xs, lows, highs, alpha=0.2, color=line.get_color())
     ax_steps.set_xlabel("env steps")
     ax_wall.set_xlabel("training CPU time (s)" if clock == "cpu_s" else "training wall-clock (s)")
     # Procgen's rows are the training episodes' return, as in the paper's curves
@@ -505,7 +507,7 @@ def build_reports(out: Path, env_id: str, threshold: float) -> list[Row]:
     if not rows:
         return rows
     write_rows(out / f"{env_id}.csv", every_row)
-    plot(env_id, rows, out / f"{env_id}.png")
+    plot(env_id, rows, out / f"{env_id}.png", long_rows)
     summaries = summarize(rows, threshold)
     baseline = baseline_arm(env_id)
     to_baseline_final = summarize(rows, summaries[baseline].final_mean) if baseline in summaries else None
