@@ -147,26 +147,32 @@ def render_games(rows_by_game: Mapping[str, Sequence[Row]], arms: Sequence[str])
     return "\n".join(lines) + "\n"
 
 
-def render(results: Results, games: Sequence[str], chosen: str, scores: Scores, seeds: int) -> str:
+def render(results: Results, games: Sequence[str], chosen: str, scores: Scores, seeds: int, arms: Sequence[str]) -> str:
     """
     The table of ratios per arm and game, the geometric means and the choice, in markdown; the choice is provisional
-    while an arm has fewer than ``seeds`` seeds in common with the baseline on some game.
+    while one of ``arms`` (the main PPG arms) has fewer than ``seeds`` seeds in common with the baseline on some game,
+    or none.
     """
     short = [game.removeprefix("MinAtar/").removesuffix("-v1") for game in games]
     lines = [
         "| arm | " + " | ".join(f"{name}: return, cost (seeds)" for name in short) + " | geometric mean: return, cost |",
         "|---|" + "---|" * (len(games) + 1),
     ]
-    for arm in scores:
+    # Arms not yet run on every game are shown, without a geometric mean
+    for arm in sorted(arm for arm in arms if any(arm in results[game] for game in games)):
         cells = [
             f"{results[game][arm].return_ratio:.2f}, {results[game][arm].cost_ratio:.2f} ({results[game][arm].seeds})"
+            if arm in results[game]
+            else "not run"
             for game in games
         ]
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {scores[arm][0]:.2f}, {scores[arm][1]:.2f} |")
+        mean = f"{scores[arm][0]:.2f}, {scores[arm][1]:.2f}" if arm in scores else "not on every game"
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {mean} |")
     timed = ", ".join(game.removeprefix("MinAtar/").removesuffix("-v1") for game in cost_games(results, games))
     lines.append("")
     lines.append(f"Ratios over the seeds each arm shares with {BASELINE}; the cost's geometric mean is over {timed}.")
-    if min(results[game][arm].seeds for game in games for arm in scores) < seeds:
+    # An arm still without runs on some game keeps the choice open: steps 1 and 2 weigh every main arm
+    if min(results[game][arm].seeds if arm in results[game] else 0 for game in games for arm in arms) < seeds:
         return "\n".join(lines) + f"\n\nProvisional (fewer than {seeds} seeds somewhere): `{chosen}`.\n"
     return "\n".join(lines) + f"\n\nChosen: `{chosen}`.\n"
 
@@ -196,7 +202,7 @@ def entry_report(out: Path, tolerance: float = 0.05, seeds: int = 5) -> str:
     rows_by_game = {game: read_rows(run_files(out, game)) for game in (*MINATAR_ENVS, MINATAR_HELD_OUT)}
     chosen, results, scores = choose_entry(rows_by_game, tolerance)
     games = render_games(rows_by_game, [*MINATAR_PPG_ARMS, "ppg"])
-    return games + "\n" + render(results, MINATAR_ENVS, chosen, scores, seeds)
+    return games + "\n" + render(results, MINATAR_ENVS, chosen, scores, seeds, list(MINATAR_PPG_ARMS))
 
 
 def choose_entry(rows_by_game: Mapping[str, Sequence[Row]], tolerance: float = 0.05) -> tuple[str, Results, Scores]:

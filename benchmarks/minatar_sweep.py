@@ -212,13 +212,14 @@ def report(out: Path, game: str, arm: str, seeds: int) -> str:
         shared = sorted(finals)
         values, own_values = [finals[seed] for seed in shared], [own[seed] for seed in shared]
         mean, own_mean = statistics.fmean(values), statistics.fmean(own_values)
-        if name in main:
-            beats = "steps 1-2"
-        elif len(values) < seeds:
+        if len(values) < seeds:
             beats = "incomplete"
         else:
             margin = max(statistics.stdev(values), statistics.stdev(own_values)) if seeds > 1 else 0.0
             beats = "yes" if mean - own_mean > margin else "no"
+        if name in main:
+            # Shown, never chosen here: steps 1 and 2 weigh a main arm over the four games
+            beats += " (steps 1-2)"
         timed = all(math.isfinite(group[seed][-1]["cpu_s"]) for group in (runs, main_runs[arm]) for seed in shared)
         arm_time = time_per_step([main_runs[arm][seed] for seed in shared], "cpu_s")
         cost = _ratio(time_per_step([runs[seed] for seed in shared], "cpu_s"), arm_time) if timed else "n/a"

@@ -291,7 +291,7 @@ def test_minatar_arms_share_the_env_side_settings() -> None:
     from sb3_ppg.common.torch_layers import MinAtarCNN
 
     args = parse_args(["--env", "MinAtar/SpaceInvaders-v1", "--ppg", "n_aux_epochs=2"])
-    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach")
+    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8")
     fixed_arms = [arm for arm in args.arms if arm != "ppg"]  # ppg is ppg.yml's entry, pinned in test_configs
     configs = {arm: arm_config(arm, args.env, args.ppg_overrides) for arm in fixed_arms}
     shared = ("n_steps", "batch_size", "gamma", "gae_lambda", "learning_rate", "ent_coef", "clip_range")
@@ -320,7 +320,7 @@ def test_minatar_end_to_end(tmp_path: Path) -> None:
     assert "Overriding environment" not in result.stderr  # MinAtar is registered once per process
     with open(tmp_path / f"{env}.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    arms = ["ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach"]
+    arms = ["ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8"]
     assert [(row["algo"], int(row["timesteps"])) for row in rows] == [(arm, 8192) for arm in arms]
     markdown = (tmp_path / f"{env}.md").read_text()
     assert "## At equal env steps and at equal training CPU time" in markdown
@@ -465,8 +465,13 @@ def test_the_minatar_entry_rule_by_hand() -> None:
     # The cost comes from the games timed in CPU time when there are any
     results = {"A": {"x": GameResult(5, 1.0, 4.0, "wall_s")}, "B": {"x": GameResult(5, 1.0, 2.0, "cpu_s")}}
     assert choose(results, ["A", "B"], 0.05)[1]["x"] == pytest.approx((1.0, 2.0))
-    assert "Provisional (fewer than 6 seeds somewhere): `x`" in render(results, ["A", "B"], "x", {"x": (1.0, 2.0)}, 6)
-    assert "Chosen: `x`" in render(results, ["A", "B"], "x", {"x": (1.0, 2.0)}, 5)
+    assert "Provisional (fewer than 6 seeds somewhere): `x`" in render(results, ["A", "B"], "x", {"x": (1.0, 2.0)}, 6, ["x"])
+    assert "Chosen: `x`" in render(results, ["A", "B"], "x", {"x": (1.0, 2.0)}, 5, ["x"])
+    # A main arm not yet run on every game keeps the choice open, and is shown without a geometric mean
+    partial = {"A": {**results["A"], "y": GameResult(seeds=5, return_ratio=2.0, cost_ratio=1.0)}, "B": results["B"]}
+    text = render(partial, ["A", "B"], "x", {"x": (1.0, 2.0)}, 5, ["x", "y"])
+    assert "Provisional (fewer than 5 seeds somewhere): `x`" in text
+    assert "| y | 2.00, 1.00 (5) | not run | not on every game |" in text
     with pytest.raises(ValueError, match="no ppo runs"):
         game_results(make_rows("ppg-e4", 0, [(300, 10.0, 90.0)]), ["ppg-e4"])
 
@@ -512,9 +517,9 @@ def test_the_minatar_sweep_settings_leave_out_the_arm_and_the_main_arms() -> Non
     from benchmarks.minatar_sweep import sweep_settings
 
     to_run, main = sweep_settings("ppg-e4")
-    assert main == {"n_epochs_1": "ppg-e1", "arch_detach": "ppg-detach"}
+    assert main == {"n_epochs_1": "ppg-e1", "n_epochs_8": "ppg-e8", "arch_detach": "ppg-detach"}
     assert list(to_run) == [
-        "n_epochs_2", "n_epochs_8", "n_policy_iterations_4", "n_policy_iterations_32", "n_aux_epochs_2",
+        "n_epochs_2", "n_policy_iterations_4", "n_policy_iterations_32", "n_aux_epochs_2",
         "n_aux_epochs_9", "beta_clone_0.3", "beta_clone_3.0", "aux_batch_size_256", "aux_batch_size_4096", "arch_shared",
     ]  # fmt: skip
     assert to_run["n_epochs_2"] == {"n_epochs": 2, "n_value_epochs": 2}
@@ -522,7 +527,7 @@ def test_the_minatar_sweep_settings_leave_out_the_arm_and_the_main_arms() -> Non
     # detach at E_pi 1 is no main arm, so it runs; dual at E_pi 4 is ppg-e4
     to_run, main = sweep_settings("ppg-detach")
     assert "n_epochs_1" in to_run and "arch_detach" not in to_run and main == {"arch_dual": "ppg-e4"}
-    with pytest.raises(ValueError, match="arm must be one of ppg-e1, ppg-e4, ppg-detach, got 'ppo'"):
+    with pytest.raises(ValueError, match="arm must be one of ppg-e1, ppg-e4, ppg-detach, ppg-e8, got 'ppo'"):
         sweep_settings("ppo")
 
 
@@ -573,9 +578,9 @@ def test_the_minatar_sweep_report_by_hand(tmp_path: Path) -> None:
     assert "| n_epochs_2 | 2/2 | 7.0 ± 4.0 | 1.40 | 0.64 | 1.000 | 0.50 | no |" in text
     assert "| beta_clone_3.0 | 1/2 | 7.0 ± 0.0 | 1.75 | 0.70 | 1.000 | 0.50 | incomplete |" in text
     assert "| aux_batch_size_256 | 1/2 | 5.0 ± 0.0 | 1.25 | 0.50 | 1.000 | 0.50 | incomplete |" in text
-    assert "| n_epochs_8 | 0/2 | not run |" in text
-    # A main arm that is a setting is shown, and never counts as beating: steps 1 and 2 weighed it
-    assert "| arch_detach (`ppg-detach`) | 2/2 | 10.0 ± 1.0 | 2.00 | 0.91 | 0.333 | 0.50 | steps 1-2 |" in text
+    assert "| n_aux_epochs_9 | 0/2 | not run |" in text
+    # A main arm that is a setting is shown with its verdict, and never chosen here: steps 1 and 2 weigh it
+    assert "| arch_detach (`ppg-detach`) | 2/2 | 10.0 ± 1.0 | 2.00 | 0.91 | 0.333 | 0.50 | yes (steps 1-2) |" in text
 
 
 def test_the_minatar_sweep_report_refuses_what_it_cannot_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -583,9 +588,9 @@ def test_the_minatar_sweep_report_refuses_what_it_cannot_read(tmp_path: Path, ca
 
     write_main_minatar_runs(tmp_path)
     # Runs without a record of their setting (an older sweep's) are not read as this one's
-    write_minatar_run(sweep_dir(tmp_path, "Asterix-v1", "n_epochs_8"), "ppg-e4", 0, 9.0, 200.0)
+    write_minatar_run(sweep_dir(tmp_path, "Asterix-v1", "n_aux_epochs_9"), "ppg-e4", 0, 9.0, 200.0)
     assert main(["report", "Asterix-v1", "ppg-e4", "--seeds", "2", "--out", str(tmp_path)]) == 2
-    assert "n_epochs_8 holds ppg-e4 runs without a setting.json: move it away to rerun" in capsys.readouterr().err
+    assert "n_aux_epochs_9 holds ppg-e4 runs without a setting.json: move it away to rerun" in capsys.readouterr().err
     assert main(["run", "Asterix-v1", "ppg-e4", "--seeds", "2", "--out", str(tmp_path), "--dry-run"]) == 2
     # Untimed runs give no cost, never nan
     untimed = tmp_path / "untimed"
@@ -595,7 +600,7 @@ def test_the_minatar_sweep_report_refuses_what_it_cannot_read(tmp_path: Path, ca
     assert "| arch_detach (`ppg-detach`) | 0/2 | not run |" in report(untimed, "Asterix-v1", "ppg-e4", 2)
     write_minatar_run(untimed, "ppg-detach", 0, 6.0, None)
     row = next(line for line in report(untimed, "Asterix-v1", "ppg-e4", 2).splitlines() if "arch_detach" in line)
-    assert row == "| arch_detach (`ppg-detach`) | 1/2 | 6.0 ± 0.0 | 1.20 | 0.60 | 1.000 | n/a | steps 1-2 |"
+    assert row == "| arch_detach (`ppg-detach`) | 1/2 | 6.0 ± 0.0 | 1.20 | 0.60 | 1.000 | n/a | incomplete (steps 1-2) |"
     with pytest.raises(ValueError, match="needs complete ppg-e4 and ppo seeds 0 to 2"):
         report(untimed, "Asterix-v1", "ppg-e4", 3)
 
