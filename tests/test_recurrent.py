@@ -10,11 +10,12 @@ from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common import envs
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.torch_layers import CombinedExtractor
 from stable_baselines3.common.vec_env import VecNormalize
 
 import sb3_ppg.ppg.ppg as ppg_module
 from sb3_ppg import RecurrentPPG
-from sb3_ppg.common.distributions import distribution_from_params
+from sb3_ppg.common.distributions import distribution_from_params, distribution_params
 from sb3_ppg.common.policies import AuxActorCriticPolicy
 from sb3_ppg.ppg_recurrent.policies import RecurrentAuxActorCriticPolicy
 
@@ -66,39 +67,6 @@ def test_replay_of_a_sequence_minibatch_reproduces_the_rollouts_log_probs_and_va
     assert n_real == model.n_steps * model.n_envs
 
 
-def record_aux_kls(monkeypatch) -> list[th.Tensor]:
-    kls: list[th.Tensor] = []
-    original_kl = ppg_module.policy_kl
-
-    def recording_kl(old, new):
-        kl = original_kl(old, new)
-        kls.append(kl.detach())
-        return kl
-
-    monkeypatch.setattr(ppg_module, "policy_kl", recording_kl)
-    return kls
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-def test_the_first_aux_minibatch_has_kl_zero_and_later_ones_move(monkeypatch, arch):
-    kls = record_aux_kls(monkeypatch)
-    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **small(arch, aux_learning_rate=0.03))
-    model.learn(2 * 32 * 2)
-    # 2 rollouts * 2 envs = 4 segments, 2 per minibatch, 2 epochs
-    assert len(kls) == 4
-    assert kls[0].abs().max().item() == pytest.approx(0.0, abs=1e-7)
-    assert max(kl.mean().item() for kl in kls[1:]) > 1e-8
-
-
-def test_with_a_zero_learning_rate_the_kl_is_zero_on_every_minibatch(monkeypatch):
-    kls = record_aux_kls(monkeypatch)
-    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **frozen())
-    model.learn(2 * 32 * 2)
-    assert len(kls) == 4
-    # Up to float32 rounding: later minibatches batch the sequences otherwise than the snapshot pass did
-    assert max(kl.abs().max().item() for kl in kls) == pytest.approx(0.0, abs=1e-6)
-
-
 class RolloutRecorder:
     """Keeps, for every rollout the aux buffer takes, its actions, log-probs, entering states and the last states."""
 
@@ -117,26 +85,111 @@ class RolloutRecorder:
         model.aux_buffer.add_rollout = recording_add
 
 
+def rollout_actions_and_log_probs(recorder: RolloutRecorder) -> tuple[th.Tensor, th.Tensor]:
+    """The recorded actions and log-probs, flat in the aux buffer's order (step by step, env by env)."""
+    actions = th.as_tensor(np.concatenate(recorder.actions)).reshape(-1).long()
+    return actions, th.as_tensor(np.concatenate(recorder.log_probs)).reshape(-1)
+
+
 def snapshot_log_probs(model: RecurrentPPG, recorder: RolloutRecorder) -> tuple[th.Tensor, th.Tensor]:
     """The snapshot's log-probs of the actions taken, and those recorded at rollout time, state by state."""
-    actions = th.as_tensor(np.concatenate(recorder.actions)).reshape(-1).long()
+    actions, rollout = rollout_actions_and_log_probs(recorder)
     params = model.aux_buffer.distribution_params[: len(actions)]
-    snapshot = distribution_from_params(model.action_space, params).log_prob(actions)
-    return snapshot, th.as_tensor(np.concatenate(recorder.log_probs)).reshape(-1)
+    return distribution_from_params(model.action_space, params).log_prob(actions), rollout
+
+
+class AuxEpochRecorder:
+    """Keeps each aux minibatch's segments, the distributions of the aux epoch and of the snapshot on it, its KL."""
+
+    def __init__(self, model: RecurrentPPG, monkeypatch):
+        self.segments, self.params, self.old_params, self.kls = [], [], [], []
+        self.latest = None
+        original_sequences = model.aux_buffer._sequences
+        original_kl = ppg_module.policy_kl
+
+        def recording_sequences(segments):
+            self.latest = segments
+            return original_sequences(segments)
+
+        def recording_kl(old, new):
+            # policy_kl runs on the minibatch the last _sequences call made; the snapshot's calls come before
+            self.segments.append(self.latest)
+            self.params.append(distribution_params(new))
+            self.old_params.append(distribution_params(old))
+            kl = original_kl(old, new)
+            self.kls.append(kl.detach())
+            return kl
+
+        monkeypatch.setattr(model.aux_buffer, "_sequences", recording_sequences)
+        monkeypatch.setattr(ppg_module, "policy_kl", recording_kl)
+
+    def log_probs(self, model: RecurrentPPG, recorder: RolloutRecorder) -> tuple[th.Tensor, th.Tensor]:
+        """The aux epochs' log-probs of the actions taken, and those recorded at rollout time, state by state."""
+        actions, rollout = rollout_actions_and_log_probs(recorder)
+        epochs, rollouts = [], []
+        for segments, params in zip(self.segments, self.params, strict=True):
+            inds = th.as_tensor(model.aux_buffer._states_of_segments(segments))
+            epochs.append(distribution_from_params(model.action_space, params).log_prob(actions[inds]))
+            rollouts.append(rollout[inds])
+        return th.cat(epochs), th.cat(rollouts)
+
+
+@pytest.mark.parametrize("recompute_lstm_states", [False, True])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_first_aux_minibatch_has_kl_zero_and_later_ones_move(monkeypatch, arch, recompute_lstm_states):
+    model = RecurrentPPG(
+        "MlpLstmPolicy",
+        cartpole(),
+        recompute_lstm_states=recompute_lstm_states,
+        **small(arch, learning_rate=0.01, aux_learning_rate=0.03),
+    )
+    aux_epochs = AuxEpochRecorder(model, monkeypatch)
+    model.learn(2 * 32 * 2)
+    # 2 rollouts * 2 envs = 4 segments, 2 per minibatch, 2 epochs
+    kls = aux_epochs.kls
+    assert len(kls) == 4
+    # Up to float32 rounding; and the distributions themselves, as a KL hides small differences (their square)
+    assert kls[0].abs().max().item() == pytest.approx(0.0, abs=1e-6)
+    assert th.allclose(aux_epochs.params[0], aux_epochs.old_params[0], atol=1e-5)
+    assert max(kl.mean().item() for kl in kls[1:]) > 1e-8
+
+
+def short_segments(**kwargs) -> dict:
+    """
+    ``frozen`` with segments of 8 steps from a 32-unit LSTM: random CartPole episodes last about 20 steps, so most
+    segments enter mid-episode, and a state dropped anywhere changes the log-probs well beyond float32 rounding.
+    """
+    settings = frozen(n_steps=8, batch_size=16, n_policy_iterations=4, aux_batch_size=16, **kwargs)
+    settings["policy_kwargs"].update(lstm_hidden_size=32)
+    return settings
+
+
+def run_short_segments(model: RecurrentPPG, monkeypatch) -> tuple[RolloutRecorder, AuxEpochRecorder]:
+    recorder, aux_epochs = RolloutRecorder(model), AuxEpochRecorder(model, monkeypatch)
+    model.learn(4 * 8 * 2)
+    # 4 rollouts * 2 envs = 8 segments, 2 per minibatch, 2 epochs
+    assert len(aux_epochs.params) == 8
+    segment_starts = model.aux_buffer.episode_starts[:: model.n_steps]
+    assert (segment_starts == 0).sum() >= 4, "too few segments enter mid-episode: the test would check little"
+    return recorder, aux_epochs
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_the_snapshot_of_an_unchanged_policy_is_the_rollouts_policy_state_by_state(arch):
-    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **frozen(arch=arch))
-    recorder = RolloutRecorder(model)
-    model.learn(2 * 32 * 2)
+def test_with_a_zero_learning_rate_every_aux_minibatch_is_the_rollouts_policy_state_by_state(monkeypatch, arch):
+    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **short_segments(arch=arch))
+    recorder, aux_epochs = run_short_segments(model, monkeypatch)
     snapshot, rollout = snapshot_log_probs(model, recorder)
     assert th.allclose(snapshot, rollout, atol=1e-5)
+    # Log-probs, not only the KL: the KL of a small change is of its second order and hides it
+    epochs, rollout = aux_epochs.log_probs(model, recorder)
+    assert len(epochs) == 4 * 8 * 2 * 2
+    assert th.allclose(epochs, rollout, atol=1e-5)
+    assert max(kl.abs().max().item() for kl in aux_epochs.kls) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_an_aux_phase_that_dropped_the_hidden_states_would_fail_the_snapshot_test(monkeypatch):
-    # The test above compares against the rollout's own log-probs: zero the stored states and it must fail
-    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **frozen())
+def test_an_aux_phase_that_dropped_the_hidden_states_would_fail_the_snapshot_check(monkeypatch):
+    # The test above compares the snapshot with the rollout's own log-probs: zero the stored states and it must fail
+    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **short_segments())
     original_sequences = model.aux_buffer._sequences
 
     def stateless_sequences(segments):
@@ -145,10 +198,27 @@ def test_an_aux_phase_that_dropped_the_hidden_states_would_fail_the_snapshot_tes
         return samples._replace(lstm_states=RNNStates(zeros, zeros))
 
     monkeypatch.setattr(model.aux_buffer, "_sequences", stateless_sequences)
-    recorder = RolloutRecorder(model)
-    model.learn(2 * 32 * 2)
+    recorder, _ = run_short_segments(model, monkeypatch)
     snapshot, rollout = snapshot_log_probs(model, recorder)
     assert not th.allclose(snapshot, rollout, atol=1e-5)
+
+
+def test_aux_epochs_that_dropped_the_hidden_states_would_fail_the_zero_learning_rate_test(monkeypatch):
+    # The snapshot keeps its states: only the minibatches the aux epochs train on lose them
+    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **short_segments())
+    original_get = model.aux_buffer.get
+
+    def stateless_get(batch_size):
+        for samples in original_get(batch_size):
+            zeros = tuple(th.zeros_like(state) for state in samples.lstm_states.pi)
+            yield samples._replace(lstm_states=RNNStates(zeros, zeros))
+
+    monkeypatch.setattr(model.aux_buffer, "get", stateless_get)
+    recorder, aux_epochs = run_short_segments(model, monkeypatch)
+    snapshot, rollout = snapshot_log_probs(model, recorder)
+    assert th.allclose(snapshot, rollout, atol=1e-5)
+    epochs, rollout = aux_epochs.log_probs(model, recorder)
+    assert not th.allclose(epochs, rollout, atol=1e-5)
 
 
 def test_the_state_stored_at_the_start_of_a_rollout_is_the_last_state_of_the_one_before():
@@ -166,14 +236,16 @@ def test_the_state_stored_at_the_start_of_a_rollout_is_the_last_state_of_the_one
 
 
 def test_recomputed_states_equal_the_stored_ones_when_the_weights_did_not_change():
-    model = RecurrentPPG("MlpLstmPolicy", cartpole(), recompute_lstm_states=True, **frozen())
+    # aux_batch_size of one segment: the replay runs one env at a time
+    model = RecurrentPPG("MlpLstmPolicy", cartpole(), recompute_lstm_states=True, **frozen(aux_batch_size=32))
     buffer = model.aux_buffer
     original_recompute = buffer.recompute_lstm_states
     pairs = []
 
-    def recording_recompute(states_after):
+    def recording_recompute(states_after, chunk_size):
+        assert chunk_size == 32
         before = buffer.segment_states.copy()
-        original_recompute(states_after)
+        original_recompute(states_after, chunk_size)
         pairs.append((before, buffer.segment_states.copy()))
 
     buffer.recompute_lstm_states = recording_recompute
@@ -183,17 +255,33 @@ def test_recomputed_states_equal_the_stored_ones_when_the_weights_did_not_change
     np.testing.assert_allclose(after, before, atol=1e-6)
 
 
-def test_recomputed_states_follow_the_current_policy():
-    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **small(learning_rate=0.01))
+def test_recomputed_states_follow_the_current_policy_in_passes_of_at_most_chunk_size_states():
+    model = RecurrentPPG("MlpLstmPolicy", cartpole(3), **small(learning_rate=0.01))
     collect_rollouts(model, 2)
-    stored = model.aux_buffer.segment_states.copy()
+    buffer = model.aux_buffer
+    stored = buffer.segment_states.copy()
     with th.no_grad():
         for param in model.policy.lstm_actor.parameters():
             param.add_(0.1)
-    model.aux_buffer.recompute_lstm_states(model.policy.lstm_states_after)
+    recomputed, pass_sizes = {}, []
+
+    def recording_states_after(obs, lstm_states, episode_starts):
+        pass_sizes.append(len(obs))
+        return model.policy.lstm_states_after(obs, lstm_states, episode_starts)
+
+    # Chunks of 2 segments (3 envs: passes of 2 and 1 env), of 1, and all 3 envs in one pass
+    for chunk_size in [64, 32, 96]:
+        buffer.segment_states[:] = stored
+        pass_sizes.clear()
+        buffer.recompute_lstm_states(recording_states_after, chunk_size)
+        assert max(pass_sizes) <= chunk_size and sum(pass_sizes) == 32 * 3
+        recomputed[chunk_size] = buffer.segment_states.copy()
     # The first segment's state has no history to replay; the second's is the changed policy's
-    np.testing.assert_array_equal(model.aux_buffer.segment_states[0], stored[0])
-    assert not np.allclose(model.aux_buffer.segment_states[1], stored[1], atol=1e-4)
+    np.testing.assert_array_equal(recomputed[64][0], stored[0])
+    assert not np.allclose(recomputed[64][1], stored[1], atol=1e-4)
+    # Cut in groups of envs or not, the replay is the same
+    np.testing.assert_allclose(recomputed[64], recomputed[96], atol=1e-6)
+    np.testing.assert_allclose(recomputed[32], recomputed[96], atol=1e-6)
 
 
 def aux_losses(model: RecurrentPPG, samples) -> list[th.Tensor]:
@@ -243,7 +331,7 @@ def test_an_episode_start_mid_sequence_is_two_sequences_the_second_from_zero_sta
     with th.no_grad():
         one = policy.evaluate_actions(obs, actions, RNNStates(entering, entering), starts)
         zeros = tuple(th.zeros(1, 1, 8) for _ in range(2))
-        # Two sequences of one batch: (steps 0-4 from the entering state, steps 5-9 from zeros, padded by 2)
+        # Two sequences of one batch: steps 0-4 from the entering state, steps 5-7 from zeros padded by 2 to 5
         padded_obs = th.cat([obs[:5], obs[5:], th.zeros(2, 4)])
         two_states = tuple(th.cat([e, z], dim=1) for e, z in zip(entering, zeros, strict=True))
         mask = th.tensor([True] * 8 + [False] * 2)
@@ -328,6 +416,14 @@ def test_dict_observations_with_multi_input_lstm_policy(arch):
     assert model._n_aux_phases == 1
 
 
+def test_dict_observations_with_mlp_lstm_policy_and_a_dict_extractor():
+    settings = small()
+    settings["policy_kwargs"].update(features_extractor_class=CombinedExtractor)
+    model = RecurrentPPG("MlpLstmPolicy", make_vec_env(envs.SimpleMultiObsEnv, n_envs=2), **settings)
+    model.learn(2 * 32 * 2)
+    assert model._n_aux_phases == 1
+
+
 def rollout_predictions(model: RecurrentPPG, observations: np.ndarray, starts: np.ndarray) -> list:
     state, actions = None, []
     for obs, start in zip(observations, starts, strict=True):
@@ -336,12 +432,16 @@ def rollout_predictions(model: RecurrentPPG, observations: np.ndarray, starts: n
     return actions
 
 
-def test_save_load_keeps_the_policy_and_stateful_predict(tmp_path):
-    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **small(arch="detach"))
+@pytest.mark.parametrize("arch", ARCHS)
+def test_save_load_keeps_the_policy_and_stateful_predict(tmp_path, arch):
+    model = RecurrentPPG("MlpLstmPolicy", cartpole(), **small(arch=arch))
     model.learn(2 * 32 * 2)
     model.save(tmp_path / "model.zip")
     loaded = RecurrentPPG.load(tmp_path / "model.zip", env=cartpole())
-    assert loaded.policy.arch == "detach" and loaded.policy.lstm_actor.hidden_size == 8
+    assert loaded.policy.arch == arch and loaded.policy.lstm_actor.hidden_size == 8
+    assert (loaded.policy.lstm_critic is not None) == (arch == "dual")
+    for name, param in model.policy.state_dict().items():
+        assert th.equal(param, loaded.policy.state_dict()[name]), name
     rng = np.random.default_rng(0)
     observations = rng.normal(size=(12, 2, 4)).astype(np.float32)
     starts = np.zeros((12, 2), dtype=bool)
@@ -404,6 +504,13 @@ def test_bad_input_is_refused_naming_the_argument():
         RecurrentPPG("MlpLstmPolicy", "CartPole-v1", **small(env_segment_minibatches=True))
     with pytest.raises(ValueError, match="rollout_buffer_kwargs must be empty"):
         RecurrentPPG("MlpLstmPolicy", "CartPole-v1", **small(rollout_buffer_kwargs=dict(gae_lambda=0.9)))
+    # A truthy string is not a flag
+    with pytest.raises(ValueError, match="recompute_lstm_states must be True or False, got 'no'"):
+        RecurrentPPG("MlpLstmPolicy", "CartPole-v1", recompute_lstm_states="no", **small())
+    # Their default extractors cannot read a Dict: refused here rather than failing in learn()
+    for policy in ["MlpLstmPolicy", "CnnLstmPolicy"]:
+        with pytest.raises(ValueError, match=f"MultiInputLstmPolicy` with a Dict observation space, not {policy}"):
+            RecurrentPPG(policy, make_vec_env(envs.SimpleMultiObsEnv, n_envs=2), **small())
 
 
 def test_positional_arguments_are_ppgs():
@@ -447,3 +554,10 @@ def test_sb3_contribs_flags_map_to_the_archs():
     # SB3-Contrib's critic without an LSTM has no counterpart: refused, not mapped to another arch
     with pytest.raises(ValueError, match="enable_critic_lstm=False without shared_lstm=True"):
         arch_of(enable_critic_lstm=False)
+    # SB3's flag: False is RecurrentPPO's separate extractors and LSTMs; True alone would keep RecurrentPPO's critic
+    # LSTM there but share the LSTM here, so it needs arch or shared_lstm
+    assert arch_of(share_features_extractor=False) == "dual"
+    assert arch_of(share_features_extractor=True, arch="shared") == "shared"
+    assert arch_of(share_features_extractor=True, shared_lstm=True) == "detach"
+    with pytest.raises(ValueError, match=r"share_features_extractor=True alone is ambiguous.*Pass arch instead"):
+        arch_of(share_features_extractor=True)

@@ -59,12 +59,14 @@ def check_ppg_arguments(
     same_lr = "> 0, a schedule, or None to use learning_rate"
     check_number("aux_learning_rate", aux_learning_rate, same_lr, _positive, schedule=True, optional=True)
     check_number("target_kl", target_kl, "> 0, or None for no limit", _positive, optional=True)
-    for name, flag in (
-        ("handle_timeout_termination", handle_timeout_termination),
-        ("env_segment_minibatches", env_segment_minibatches),
-    ):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    check_flag("handle_timeout_termination", handle_timeout_termination)
+    check_flag("env_segment_minibatches", env_segment_minibatches)
+
+
+def check_flag(name: str, flag: bool) -> None:
+    # Only a bool: "no" or 0.5 would read as True
+    if not isinstance(flag, bool):
+        raise ValueError(f"{name} must be True or False, got {flag!r}")
 
 
 def check_at_least(name: str, value: int, minimum: int) -> None:

@@ -68,7 +68,16 @@ class PackedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
 class PackedRecurrentDictRolloutBuffer(RecurrentDictRolloutBuffer):
     """
     :class:`PackedRecurrentRolloutBuffer` for ``Dict`` observation spaces: SB3-Contrib's ``RecurrentDictRolloutBuffer``,
-    whose arguments it takes, with minibatch targets at the real steps only.
+    with minibatch targets at the real steps only.
+
+    :param buffer_size: Steps per environment (n_steps)
+    :param observation_space: Observation space (Dict)
+    :param action_space: Action space
+    :param hidden_state_shape: (n_steps, lstm.num_layers, n_envs, lstm.hidden_size)
+    :param device: PyTorch device
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
+    :param gamma: Discount factor
+    :param n_envs: Number of parallel environments
     """
 
     def _get_samples(  # type: ignore[override]
@@ -191,7 +200,10 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
         return self.pos // self.n_steps * self.n_envs
 
     def segments_per_batch(self, batch_size: int) -> int:
-        """:return: the whole segments in a minibatch of about ``batch_size`` states (at least one)"""
+        """
+        :param batch_size: states per minibatch wanted (``aux_batch_size``)
+        :return: the whole segments in a minibatch of about ``batch_size`` states (at least one)
+        """
         return max(1, batch_size // self.n_steps)
 
     def _states_of_segments(self, segments: np.ndarray) -> np.ndarray:
@@ -264,29 +276,43 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
                 inds = th.as_tensor(self._states_of_segments(segments), device=self.device)
                 self.distribution_params[inds] = distribution_params_fn(self._sequences(segments))
 
-    def recompute_lstm_states(self, states_after: Callable[[PyTorchObs, RNNStates, th.Tensor], RNNStates]) -> None:
+    def recompute_lstm_states(
+        self, states_after: Callable[[PyTorchObs, RNNStates, th.Tensor], RNNStates], chunk_size: int
+    ) -> None:
         """
         Replay each env's history once, segment after segment, and store the states the current policy reaches at
         every segment start but the first.
 
-        :param states_after: maps (observations of ``n_envs`` sequences flattened env by env, the states entering
-            them, their episode starts) to the states after their last step, e.g. the policy's ``lstm_states_after``
+        :param states_after: maps (observations of sequences of ``n_steps`` flattened one after the other, the states
+            entering them, their episode starts) to the states after their last step, e.g. the policy's
+            ``lstm_states_after``
+        :param chunk_size: states per forward pass, rounded down to whole segments (envs), as in :meth:`snapshot`
         """
+        envs_per_pass = self.segments_per_batch(chunk_size)
         with th.no_grad():
             for rollout in range(self.pos // self.n_steps - 1):
-                inds = self._states_of_segments(rollout * self.n_envs + np.arange(self.n_envs))
-                observations = self._observations(inds)
-                entering = th.as_tensor(self.segment_states[rollout], device=self.device)
-                states = RNNStates((entering[PI_H], entering[PI_C]), (entering[VF_H], entering[VF_C]))
-                episode_starts = self.to_torch(self._flat(self.episode_starts)[inds])
-                after = states_after(observations, states, episode_starts)
-                self.segment_states[rollout + 1] = th.stack([*after.pi, *after.vf]).cpu().numpy()
+                for first_env in range(0, self.n_envs, envs_per_pass):
+                    envs = np.arange(first_env, min(first_env + envs_per_pass, self.n_envs))
+                    inds = self._states_of_segments(rollout * self.n_envs + envs)
+                    entering = th.as_tensor(self.segment_states[rollout][:, :, envs], device=self.device)
+                    states = RNNStates((entering[PI_H], entering[PI_C]), (entering[VF_H], entering[VF_C]))
+                    episode_starts = self.to_torch(self._flat(self.episode_starts)[inds])
+                    after = states_after(self._observations(inds), states, episode_starts)
+                    self.segment_states[rollout + 1][:, :, envs] = th.stack([*after.pi, *after.vf]).cpu().numpy()
 
 
 class RecurrentDictAuxRolloutBuffer(RecurrentAuxRolloutBuffer, DictAuxRolloutBuffer):  # type: ignore[misc]
     """
-    :class:`RecurrentAuxRolloutBuffer` for ``Dict`` observation spaces, with its arguments; each key keeps its own
-    dtype.
+    :class:`RecurrentAuxRolloutBuffer` for ``Dict`` observation spaces; each key keeps its own dtype.
+
+    :param buffer_size: Steps per environment it holds: ``n_policy_iterations * n_steps``
+    :param observation_space: Observation space (Dict)
+    :param action_space: Action space
+    :param device: PyTorch device for the sampled tensors
+    :param n_envs: Number of parallel environments
+    :param on_device: must be False or None: the sequences are cut and padded on the host
+    :param n_steps: Steps per env of one rollout: the length of a segment
+    :param lstm_state_shape: (number of LSTM layers, hidden size)
     """
 
     _samples_class = RecurrentDictAuxBufferSamples

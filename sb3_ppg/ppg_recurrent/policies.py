@@ -25,10 +25,13 @@ def resolve_recurrent_arch(
 
     SB3-Contrib's ``shared_lstm=True`` feeds the critic the actor's LSTM output *detached*: that is PPG's
     ``"detach"``, not its ``"shared"``. ``enable_critic_lstm=True`` (a second LSTM) is ``"dual"``. A critic
-    without any LSTM (``shared_lstm=False, enable_critic_lstm=False`` in SB3-Contrib) has no PPG counterpart.
+    without any LSTM (``shared_lstm=False, enable_critic_lstm=False`` in SB3-Contrib) has no PPG counterpart, and
+    neither has RecurrentPPO's shared features extractor before two LSTMs: ``share_features_extractor=True``
+    without ``arch`` or an LSTM flag is refused rather than read as ``"shared"``.
 
     :param arch: "dual", "shared", "detach" or None
-    :param share_features_extractor: SB3's flag (False: "dual"), or None
+    :param share_features_extractor: SB3's flag (False: "dual"; True: one trunk, with ``arch`` or ``shared_lstm``
+        naming the LSTM's sharing), or None
     :param shared_lstm: SB3-Contrib's flag (True: "detach", False: "dual"), or None
     :param enable_critic_lstm: SB3-Contrib's flag (True: "dual", False: "shared" or "detach"), or None
     :return: the architecture; "dual" when all are unset
@@ -39,6 +42,14 @@ def resolve_recurrent_arch(
             "enable_critic_lstm=False without shared_lstm=True is SB3-Contrib's critic without an LSTM, which "
             "RecurrentPPG does not offer: pass arch='detach' (the critic reads the actor's LSTM, detached) or "
             "arch='shared' (one LSTM both losses train)"
+        )
+    if arch is None and share_features_extractor and shared_lstm is None and enable_critic_lstm is None:
+        # Not mapped to "shared" silently: in RecurrentPPO this flag (its default) keeps the critic's own LSTM
+        raise ValueError(
+            "share_features_extractor=True alone is ambiguous: in RecurrentPPO (its default) the critic keeps an LSTM "
+            "of its own, while RecurrentPPG's one-trunk archs share the LSTM too. Pass arch instead: 'shared' (one "
+            "trunk and LSTM that both losses train), 'detach' (SB3-Contrib's shared_lstm=True) or 'dual' (separate "
+            "features extractors and LSTMs)"
         )
     if arch is None and shared_lstm is not None:
         arch = "detach" if shared_lstm else "dual"
@@ -82,7 +93,8 @@ class RecurrentAuxActorCriticPolicy(AuxActorCriticPolicy, RecurrentActorCriticPo
     :param action_space: Action space
     :param lr_schedule: Learning rate schedule (could be constant)
     :param arch: "dual", "shared" or "detach" (see above); None follows the flags below, else "dual"
-    :param share_features_extractor: SB3's flag: False is ``arch="dual"``; None: unset
+    :param share_features_extractor: SB3's flag: False is ``arch="dual"``; True needs ``arch`` or ``shared_lstm``
+        too (see :func:`resolve_recurrent_arch`); None: unset
     :param shared_lstm: SB3-Contrib's flag: True is ``arch="detach"``, False is ``arch="dual"``; None: unset
     :param enable_critic_lstm: SB3-Contrib's flag: True is ``arch="dual"``; None: unset
     :param lstm_hidden_size: Number of hidden units for each LSTM layer
@@ -189,6 +201,15 @@ class RecurrentAuxActorCriticPolicy(AuxActorCriticPolicy, RecurrentActorCriticPo
     def forward(  # type: ignore[override]
         self, obs: th.Tensor, lstm_states: RNNStates, episode_starts: th.Tensor, deterministic: bool = False
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, RNNStates]:
+        """
+        Forward pass in all the networks (actor and critic), as SB3-Contrib's: one step per env at rollout time.
+
+        :param obs: Observation
+        :param lstm_states: the actor's and critic's LSTM states entering the step
+        :param episode_starts: Whether each env starts an episode at this step (its LSTM states are reset)
+        :param deterministic: Whether to sample or use deterministic actions
+        :return: action, value, log probability of the action, and the LSTM states after the step
+        """
         latent_pi, latent_vf, states = self._recurrent_latents(obs, lstm_states, episode_starts)
         actions, log_prob = self._act(self._get_action_dist_from_latent(latent_pi), deterministic)
         return actions, self.value_net(latent_vf), log_prob, states

@@ -10,6 +10,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, RolloutBufferSamples
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_ppg.common.arguments import check_flag
 from sb3_ppg.common.buffers import AuxBufferSamples, AuxRolloutBuffer, DictAuxBufferSamples
 from sb3_ppg.common.distributions import distribution_params
 from sb3_ppg.common.recurrent_buffers import (
@@ -24,6 +25,7 @@ from sb3_ppg.ppg_recurrent.policies import (
     MlpLstmPolicy,
     MultiInputLstmPolicy,
     RecurrentAuxActorCriticPolicy,
+    RecurrentMultiInputAuxActorCriticPolicy,
 )
 
 SelfRecurrentPPG = TypeVar("SelfRecurrentPPG", bound="RecurrentPPG")
@@ -47,12 +49,13 @@ class RecurrentPPG(PPG):
     :param policy: The policy model to use (MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy): a subclass of
         :class:`~sb3_ppg.ppg_recurrent.policies.RecurrentAuxActorCriticPolicy`
     :param env: The environment to learn from (if registered in Gym, can be str)
-    :param args: the other arguments of :class:`~sb3_ppg.PPG`, in its order (``learning_rate``, ``n_steps``, ...)
+    :param args: the other arguments of :class:`~sb3_ppg.PPG`, in its order (``learning_rate``, ``n_steps``, ...):
+        see its parameters for their meaning, defaults and allowed values
     :param recompute_lstm_states: (keyword only) Whether to refresh the stored LSTM states before each aux phase by
         replaying each env's history once with the current policy (about the cost of the snapshot pass); False
-        (default) keeps the states the rollouts were collected with, as the paper's code does
-    :param kwargs: the other arguments of :class:`~sb3_ppg.PPG`; ``rollout_buffer_class`` must stay None and
-        ``rollout_buffer_kwargs`` empty
+        (default) keeps the states the rollouts were collected with, as the paper's code does. Must be a bool
+    :param kwargs: the other arguments of :class:`~sb3_ppg.PPG`, by name (see its parameters); ``rollout_buffer_class``
+        must stay None, ``rollout_buffer_kwargs`` empty and ``env_segment_minibatches`` False
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -72,6 +75,7 @@ class RecurrentPPG(PPG):
         recompute_lstm_states: bool = False,
         **kwargs: Any,
     ):
+        check_flag("recompute_lstm_states", recompute_lstm_states)
         self.recompute_lstm_states = recompute_lstm_states
         super().__init__(policy, env, *args, **kwargs)  # type: ignore[arg-type]
 
@@ -80,6 +84,18 @@ class RecurrentPPG(PPG):
             raise ValueError(
                 f"RecurrentPPG needs an LSTM policy with an auxiliary value head: a subclass of "
                 f"RecurrentAuxActorCriticPolicy (aliases: {', '.join(self.policy_aliases)}); got {self.policy_class}"
+            )
+        if (
+            isinstance(self.observation_space, spaces.Dict)
+            and not issubclass(self.policy_class, RecurrentMultiInputAuxActorCriticPolicy)
+            and "features_extractor_class" not in self.policy_kwargs
+        ):
+            # Its default features extractor (flatten or CNN) cannot read a Dict: it would fail only in learn()
+            aliases = [alias for alias, policy in self.policy_aliases.items() if policy is self.policy_class]
+            name = aliases[0] if aliases else self.policy_class.__name__
+            raise ValueError(
+                f"policy: you must use `MultiInputLstmPolicy` with a Dict observation space, not {name} (or pass a "
+                "features_extractor_class that reads Dict observations in policy_kwargs)"
             )
         if self.env_segment_minibatches:
             raise ValueError(
@@ -141,7 +157,7 @@ class RecurrentPPG(PPG):
 
     def _take_snapshot(self) -> None:
         if self.recompute_lstm_states:
-            self.aux_buffer.recompute_lstm_states(self.policy.lstm_states_after)
+            self.aux_buffer.recompute_lstm_states(self.policy.lstm_states_after, self.aux_batch_size)
         self.aux_buffer.snapshot(
             lambda samples: distribution_params(
                 self.policy.evaluate_aux(samples.observations, **self._evaluation_kwargs(samples))[0]  # type: ignore[arg-type]
