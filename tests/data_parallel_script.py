@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ from sb3_contrib.common.envs import InvalidActionEnvDiscrete
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
 
-from sb3_ppg import PPG, MaskablePPG
+from sb3_ppg import PPG, MaskablePPG, RecurrentPPG
 from sb3_ppg.common import distributed
 from sb3_ppg.common.callbacks import PPGCheckpointCallback
 from tests.conftest import aux_phase_recorder
@@ -156,6 +158,53 @@ def resume(out: Path) -> None:
     save(out, pos_after_failure=pos_after_failure, loaded=loaded, phases=phases, n_aux_phases=model._n_aux_phases)
 
 
+def _train_in_process(out: Path, interrupt: bool) -> dict[str, Any]:
+    """
+    Train 4 rollouts (one into the second aux cycle), then 3 more; with ``interrupt``, save the model and the aux
+    buffers between them and go on with the model loaded from them (``force_reset=False``), on the same envs.
+    """
+    env = make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=10 * (distributed.rank() + 1))
+    model = PPG("MlpPolicy", env, seed=0, **RESUME)
+    model.learn(4 * ROLLOUT_STEPS)
+    position: dict[str, Any] = {}
+    if interrupt:
+        position = dict(obs=np.copy(model._last_obs), starts=np.copy(model._last_episode_starts))
+        position["episodes"] = list(model.ep_info_buffer or [])
+        model.save(out / "model.zip")
+        model.save_aux_buffer(out / "aux_buffer.npz")  # a collective: rank 0's model file is whole after it
+        model = PPG.load(out / "model.zip", env=env, force_reset=False)
+        model.load_aux_buffer(out / "aux_buffer.npz")
+        position["restored"] = [
+            np.array_equal(position["obs"], model._last_obs),
+            np.array_equal(position["starts"], model._last_episode_starts),
+            position["episodes"] == list(model.ep_info_buffer or []),
+        ]
+    set_random_seed(1)
+    model.learn(3 * ROLLOUT_STEPS, reset_num_timesteps=False)
+    return dict(training_state(model), restored=position.get("restored"), n_aux_phases=model._n_aux_phases)
+
+
+def _resume_without_position(out: Path) -> list[str]:
+    """
+    Load the interrupted run's model with ``force_reset=False`` but not its aux buffer (so not this rank's rollout
+    position), and train one rollout. :return: the warnings about the rollout position
+    """
+    env = make_vec_env("CartPole-v1", n_envs=N_ENVS, seed=10 * (distributed.rank() + 1))
+    env.reset()
+    model = PPG.load(out / "model.zip", env=env, force_reset=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.learn(ROLLOUT_STEPS, reset_num_timesteps=False)
+    return [str(warning.message) for warning in caught if "rollout position" in str(warning.message)]
+
+
+def resume_in_process(out: Path) -> None:
+    """The run of :func:`_train_in_process`, uninterrupted and interrupted; then a resume without the aux buffer."""
+    uninterrupted = _train_in_process(out, interrupt=False)
+    resumed = _train_in_process(out, interrupt=True)
+    save(out, uninterrupted=uninterrupted, resumed=resumed, unpositioned=_resume_without_position(out))
+
+
 class StopOnRankZero(BaseCallback):
     """Asks to stop at the 40th step on rank 0 only."""
 
@@ -221,6 +270,23 @@ def mismatched_n_envs(out: Path) -> None:
         raise
 
 
+def mismatched_normalize_aux_targets(out: Path) -> None:
+    try:
+        normalize = int(os.environ["RANK"]) == 0
+        PPG("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS), seed=0, normalize_aux_targets=normalize, **SMALL)
+    except ValueError as error:
+        _record_error(out, error)
+        raise
+
+
+def recurrent(out: Path) -> None:
+    try:
+        RecurrentPPG("MlpLstmPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS), seed=0, **SMALL)
+    except ValueError as error:
+        _record_error(out, error)
+        raise
+
+
 class KillRankOne(BaseCallback):
     def _on_step(self) -> bool:
         if distributed.rank() == 1 and self.num_timesteps >= 100:
@@ -241,23 +307,35 @@ def equivalence(out: Path) -> None:
     distributed.setup("cpu")
     n_envs = data["n_envs"] // distributed.world_size()
     columns = slice(distributed.rank() * n_envs, (distributed.rank() + 1) * n_envs)
-    parameters = {}
+    parameters, logs = {}, {}
     for mode in data["modes"]:
-        model = equivalence_model(n_envs, mode, data["initial"])
+        model = equivalence_model(n_envs, mode, data["initial"], *data["epochs"])
         train_on_rollouts(model, data["rollouts"], columns)
         parameters[str(mode)] = [p.detach().clone() for p in model.policy.parameters()]
-    save(out, parameters=parameters, columns=(columns.start, columns.stop))
+        logs[str(mode)] = train_logs(model)
+    save(out, parameters=parameters, logs=logs, columns=(columns.start, columns.stop))
 
 
-def equivalence_model(n_envs: int, normalize_advantage: bool | str, initial: dict[str, th.Tensor] | None) -> PPG:
+def train_logs(model: PPG) -> dict[str, float]:
+    """The ``train/`` values the last policy and aux phases recorded."""
+    return {key: value for key, value in model.logger.name_to_value.items() if key.startswith("train/")}
+
+
+def equivalence_model(
+    n_envs: int,
+    normalize_advantage: bool | str,
+    initial: dict[str, th.Tensor] | None,
+    n_epochs: int = 2,
+    n_value_epochs: int = 2,
+) -> PPG:
     """A model whose every minibatch is its whole (per-rank) buffer, with clipping and aux target normalisation."""
     model = PPG(
         "MlpPolicy",
         make_vec_env("CartPole-v1", n_envs=n_envs),
         n_steps=8,
         batch_size=8 * n_envs,
-        n_epochs=2,
-        n_value_epochs=2,
+        n_epochs=n_epochs,
+        n_value_epochs=n_value_epochs,
         n_policy_iterations=2,
         n_aux_epochs=2,
         aux_batch_size=16 * n_envs,
@@ -297,10 +375,13 @@ SCENARIOS = {
     "learn_masked": learn_masked,
     "checkpoint": checkpoint,
     "resume": resume,
+    "resume_in_process": resume_in_process,
     "stop": stop,
     "target_kl": target_kl,
     "nan_reward": nan_reward,
     "mismatched_n_envs": mismatched_n_envs,
+    "mismatched_normalize_aux_targets": mismatched_normalize_aux_targets,
+    "recurrent": recurrent,
     "sigkill": sigkill,
     "equivalence": equivalence,
 }

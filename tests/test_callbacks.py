@@ -1,4 +1,5 @@
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -107,11 +108,16 @@ def test_tensorboard(tmp_path):
     assert list(tmp_path.glob("PPG_1/events.out.tfevents.*"))
 
 
-def test_ppg_checkpoint_callback_saves_the_aux_buffer_and_vecnormalize_at_rollout_ends(tmp_path):
+def test_ppg_checkpoint_callback_saves_the_aux_buffer_and_vecnormalize_at_rollout_ends(tmp_path, monkeypatch):
     env = VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0))
     model = PPG("MlpPolicy", env, seed=0, **dict(SMALL, n_policy_iterations=3))
     # Due at calls 48, 96 and 144, in the middle of rollouts of 64 calls: taken at their ends, once trained on
     checkpoint = PPGCheckpointCallback(48, str(tmp_path), save_replay_buffer=True, save_vecnormalize=True)
+    written = []
+    replace = os.replace
+    monkeypatch.setattr(
+        os, "replace", lambda source, target: (written.append(os.path.basename(target)), replace(source, target))
+    )
     model.learn(3 * 128, callback=checkpoint)
     names = sorted(path.name for path in tmp_path.iterdir())
     assert names == sorted(
@@ -119,6 +125,12 @@ def test_ppg_checkpoint_callback_saves_the_aux_buffer_and_vecnormalize_at_rollou
         for steps in (128, 256, 384)
         for kind, extension in [("", "zip"), ("aux_buffer_", "npz"), ("vecnormalize_", "pkl")]
     )
+    # Each checkpoint's model is written last: a model file is never without its companions
+    assert [name for name in written if not name.startswith(".")] == [
+        f"rl_model_{kind}{steps}_steps.{extension}"
+        for steps in (128, 256, 384)
+        for kind, extension in [("aux_buffer_", "npz"), ("vecnormalize_", "pkl"), ("", "zip")]
+    ]
     loaded = PPG.load(tmp_path / "rl_model_256_steps.zip")
     loaded.load_aux_buffer(checkpoint_companion(str(tmp_path / "rl_model_256_steps.zip"), "aux_buffer_", "npz"))
     assert loaded.aux_buffer.pos == 2 * 64
@@ -170,6 +182,8 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path, kil
     )
     try:
         assert process.stdout is not None
+        # A process that never reaches the save fails the test instead of blocking it
+        assert select.select([process.stdout], [], [], 120)[0], "the saving process printed nothing in 120 s"
         assert process.stdout.readline() == "saving\n"
         # A temporary file is being written beside the checkpoint
         assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]

@@ -16,19 +16,22 @@ import torch as th
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 
 from sb3_ppg import PPG
-from sb3_ppg.common import distributed
+from sb3_ppg.common import distributed, distributed_callbacks
 from tests import data_parallel_script as script
 from tests.conftest import REPO_ROOT, zoo_env
 
 SCRIPT = REPO_ROOT / "tests" / "data_parallel_script.py"
 # A hang fails the test after this long; a scenario takes a few seconds
 TIMEOUT_S = 120
+# The ranks' own collective timeout: a rank left behind by a failed test gives up well before the test's timeout
+RANK_TIMEOUT_S = "30"
 
 
 def torchrun(*args: str, cwd: Path, expect_success: bool = True) -> subprocess.CompletedProcess:
     """Run ``torchrun --standalone --nproc_per_node 2 *args`` with this interpreter, within the timeout."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    result = subprocess.run(command, cwd=cwd, env=zoo_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    env = dict(zoo_env(), **{distributed.TIMEOUT_ENV: RANK_TIMEOUT_S})
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     if expect_success:
         assert result.returncode == 0, f"exit code {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
     return result
@@ -93,6 +96,22 @@ def test_helpers_are_no_ops_in_a_single_process():
     assert th.equal(parameter.grad, th.full((3,), 2.0))
 
 
+@pytest.mark.parametrize(
+    "device,local_world_size,n_gpus,backend",
+    [
+        ("auto", 2, 0, "gloo"),  # no GPU
+        ("auto", 2, 2, "nccl"),
+        ("cuda", 2, 2, "nccl"),
+        ("cpu", 2, 2, "gloo"),  # a CPU model: NCCL reduces only CUDA tensors
+        (th.device("cpu"), 1, 1, "gloo"),
+        ("auto", 4, 2, "gloo"),  # more ranks than GPUs: NCCL needs one GPU per rank
+        ("cuda:0", 3, 2, "gloo"),
+    ],
+)
+def test_the_backend_is_nccl_only_with_a_gpu_per_rank_and_a_gpu_model(device, local_world_size, n_gpus, backend):
+    assert distributed.choose_backend(device, local_world_size, n_gpus) == backend
+
+
 def test_merge_running_stats_is_the_statistics_of_all_data():
     base = RunningMeanStd(shape=(3,))
     first = np.random.randn(40, 3)
@@ -104,7 +123,7 @@ def test_merge_running_stats_is_the_statistics_of_all_data():
         rank_stats.mean, rank_stats.var, rank_stats.count = base.mean.copy(), base.var.copy(), base.count
         rank_stats.update(part)
         ranks.append(rank_stats)
-    merged = distributed.merge_running_stats(base, ranks)
+    merged = distributed_callbacks.merge_running_stats(base, ranks)
     everything = np.concatenate([first, *parts])
     # base started at mean 0, var 1, count 1e-4: a negligible prior
     assert merged.count == pytest.approx(len(everything) + 1e-4)
@@ -197,6 +216,20 @@ def test_a_model_saved_by_rank_zero_loads_in_one_process(learned: Path):
     np.testing.assert_array_equal(model.predict(result["probe"], deterministic=True)[0], result["actions"])
 
 
+def test_a_resume_in_the_same_process_is_bitwise_the_uninterrupted_run(tmp_path: Path):
+    # Each rank's rollout position comes from its own aux buffer file, not from rank 0's model file
+    run_scenario("resume_in_process", tmp_path)
+    results = rank_results(tmp_path)
+    for result in results:
+        assert result["resumed"]["restored"] == [True, True, True]
+        assert result["resumed"]["n_aux_phases"] == result["uninterrupted"]["n_aux_phases"] == 2
+        assert_same_training_state(result["resumed"], result["uninterrupted"])
+    assert_same_training_state(results[0]["resumed"], results[1]["resumed"])
+    # Without its own position (no aux buffer loaded), rank 1 resets its envs and says so; rank 0's is in the model
+    assert results[0]["unpositioned"] == []
+    assert len(results[1]["unpositioned"]) == 1 and "rank 1" in results[1]["unpositioned"][0]
+
+
 def test_a_stop_on_rank_zero_stops_every_rank(tmp_path: Path):
     run_scenario("stop", tmp_path)
     steps = [result["num_timesteps"] for result in rank_results(tmp_path)]
@@ -225,6 +258,21 @@ def test_mismatched_n_envs_is_refused_on_every_rank(tmp_path: Path):
     assert result.returncode != 0
     for error in rank_errors(tmp_path):
         assert "n_envs: rank 0 has 2, rank 1 has 3" in error, error
+
+
+def test_a_setting_that_changes_the_collectives_is_refused_on_every_rank(tmp_path: Path):
+    # Aux target normalisation adds collectives: unchecked, the ranks' all-reduces would mismatch in gloo
+    result = run_scenario("mismatched_normalize_aux_targets", tmp_path, expect_success=False)
+    assert result.returncode != 0
+    for error in rank_errors(tmp_path):
+        assert "normalize_aux_targets: rank 0 has True, rank 1 has False" in error, error
+
+
+def test_recurrent_ppg_refuses_several_ranks(tmp_path: Path):
+    result = run_scenario("recurrent", tmp_path, expect_success=False)
+    assert result.returncode != 0
+    for error in rank_errors(tmp_path):
+        assert "RecurrentPPG (a recurrent policy) does not support data-parallel training" in error, error
 
 
 def _free_port() -> int:
@@ -260,8 +308,17 @@ def test_a_killed_rank_ends_the_other_with_an_error(tmp_path: Path):
     assert "gloo" in outputs[0][1].lower() or "timed out" in outputs[0][1].lower(), outputs[0][1][-3000:]
 
 
-@pytest.mark.parametrize("normalize_advantage", [True, "rollout", False])
-def test_two_ranks_of_n_envs_train_as_one_of_2n(tmp_path: Path, normalize_advantage: bool | str):
+@pytest.mark.parametrize(
+    "normalize_advantage,epochs",
+    [
+        (True, (2, 2)),
+        ("rollout", (2, 2)),
+        (False, (2, 2)),
+        # Value-only steps: the actor has no gradients there, which must never be zero-filled (Adam would move it)
+        (True, (1, 3)),
+    ],
+)
+def test_two_ranks_of_n_envs_train_as_one_of_2n(tmp_path: Path, normalize_advantage: bool | str, epochs: tuple[int, int]):
     rng = np.random.default_rng(0)
     n_envs, n_steps = 4, 8
     rollouts = [
@@ -275,11 +332,13 @@ def test_two_ranks_of_n_envs_train_as_one_of_2n(tmp_path: Path, normalize_advant
         )
         for _ in range(2)
     ]
-    initial = script.equivalence_model(n_envs, normalize_advantage, None).policy.state_dict()
-    th.save(dict(n_envs=n_envs, modes=[normalize_advantage], initial=initial, rollouts=rollouts), tmp_path / "rollouts.pt")
-    single = script.equivalence_model(n_envs, normalize_advantage, initial)
+    initial = script.equivalence_model(n_envs, normalize_advantage, None, *epochs).policy.state_dict()
+    data = dict(n_envs=n_envs, modes=[normalize_advantage], initial=initial, rollouts=rollouts, epochs=epochs)
+    th.save(data, tmp_path / "rollouts.pt")
+    single = script.equivalence_model(n_envs, normalize_advantage, initial, *epochs)
     script.train_on_rollouts(single, rollouts, slice(None))
     assert single._n_aux_phases == 1
+    single_logs = script.train_logs(single)
     run_scenario("equivalence", tmp_path)
     results = rank_results(tmp_path)
     # Each rank trained on its own half of the envs, not on all of them
@@ -287,6 +346,11 @@ def test_two_ranks_of_n_envs_train_as_one_of_2n(tmp_path: Path, normalize_advant
     for result in results:
         for a, b in zip(single.policy.parameters(), result["parameters"][str(normalize_advantage)], strict=True):
             assert th.allclose(a.detach(), b, rtol=0, atol=1e-6), (a - b).abs().max()
+        # Logged losses are means over all ranks' minibatches (each rank's own would be of half the data)
+        logged = result["logs"][str(normalize_advantage)]
+        assert set(logged) == set(single_logs) and "train/value_loss" in logged and "train/aux_value_loss" in logged
+        for key, value in single_logs.items():
+            assert np.isclose(logged[key], value, rtol=1e-5, atol=1e-7), (key, logged[key], value)
     # And training moved the weights, so the comparison is not of untouched weights
     assert any(not th.equal(a, b) for a, b in zip(single.policy.state_dict().values(), initial.values(), strict=True))
 

@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import warnings
 import zipfile
 
@@ -12,7 +14,7 @@ from stable_baselines3.common.utils import set_random_seed
 
 from sb3_ppg import PPG, MaskablePPG, RecurrentPPG
 from sb3_ppg.common import distributed
-from sb3_ppg.common.checkpoints import AuxBufferFileError
+from sb3_ppg.common.checkpoints import AuxBufferFileError, atomic_path
 from sb3_ppg.common.policies import AuxActorCriticCnnPolicy, AuxActorCriticPolicy
 from tests import data_parallel_script as script
 from tests.conftest import SMALL, aux_phase_recorder
@@ -192,6 +194,12 @@ def test_counters_of_the_aux_cycle_are_saved(tmp_path):
             assert th.equal(loaded_state["state"][key]["exp_avg_sq"], state["state"][key]["exp_avg_sq"])
 
 
+def _at_point_of(fresh, model):
+    """``fresh`` at ``model``'s point of training, as ``load`` of ``model``'s file gives it: a buffer loads only there"""
+    fresh.num_timesteps, fresh._n_aux_phases = model.num_timesteps, model._n_aux_phases
+    return fresh
+
+
 def _image_model(n_policy_iterations=3, n_envs=2, n_steps=16, size=36):
     env = make_vec_env(lambda: FakeImageEnv(screen_height=size, screen_width=size, n_channels=1), n_envs=n_envs)
     return PPG("CnnPolicy", env, n_steps=n_steps, batch_size=16, n_policy_iterations=n_policy_iterations, aux_batch_size=32)
@@ -240,7 +248,7 @@ def test_aux_buffer_round_trips_bitwise(tmp_path, make_model, save_on_device, lo
     model.save_aux_buffer(tmp_path / "aux_buffer.npz")
     saved = _buffer_arrays(model.aux_buffer)
 
-    fresh = make_model()
+    fresh = _at_point_of(make_model(), model)
     if load_on_device:
         fresh.aux_buffer = _device_buffer_like(fresh.aux_buffer)
     fresh.load_aux_buffer(tmp_path / "aux_buffer.npz")
@@ -252,8 +260,9 @@ def test_aux_buffer_round_trips_bitwise(tmp_path, make_model, save_on_device, lo
         assert np.array_equal(loaded[key][:32], array[:32]), key
     if "obs" in saved and saved["obs"].dtype == np.uint8:
         assert saved["obs"][:32].any()
-        # uint8 images stay uint8 on disk: the file is about the size of the stored states' raw bytes
-        raw = sum(array[:32].nbytes for array in saved.values())
+        # uint8 images stay uint8 on disk: the file is about the size of the stored states' raw bytes (and those of
+        # the envs' last observations, the rollout position)
+        raw = sum(array[:32].nbytes for array in saved.values()) + model._last_obs.nbytes
         assert raw <= (tmp_path / "aux_buffer.npz").stat().st_size < raw + 4096
 
 
@@ -271,7 +280,7 @@ def test_recurrent_aux_buffer_round_trips_with_its_sequences(tmp_path):
     assert buffer.pos == 2 * 16 and buffer.episode_starts[1:32].any() and buffer.segment_states[1].any()
     model.save_aux_buffer(tmp_path / "aux_buffer.npz")
 
-    fresh = _recurrent_model()
+    fresh = _at_point_of(_recurrent_model(), model)
     fresh.load_aux_buffer(tmp_path / "aux_buffer.npz")
     saved, loaded = _buffer_arrays(buffer), _buffer_arrays(fresh.aux_buffer)
     assert saved.keys() == loaded.keys() and {"episode_starts", "segment_states"} <= saved.keys()
@@ -326,7 +335,7 @@ def test_a_buffer_saved_by_another_number_of_ranks_is_refused(tmp_path, monkeypa
     with monkeypatch.context() as patch:
         patch.setattr(distributed, "world_size", lambda: 2)
         model.save_aux_buffer(tmp_path / "aux_buffer.npz")
-    other = _image_model()
+    other = _at_point_of(_image_model(), model)
     with pytest.raises(ValueError, match=r"ranks of the run that saved it .*: file 2, model 1"):
         other.load_aux_buffer(tmp_path / "aux_buffer.npz")
     assert other.aux_buffer.pos == 0
@@ -343,6 +352,46 @@ def test_a_buffer_saved_by_another_number_of_ranks_is_refused(tmp_path, monkeypa
             archive.writestr(name, data)
     other.load_aux_buffer(path)
     assert other.aux_buffer.pos == model.aux_buffer.pos > 0
+
+
+def test_a_buffer_saved_at_another_point_of_training_is_refused(tmp_path):
+    # e.g. the final aux_buffer.npz against best_model.zip: the states of another cycle would be distilled
+    model = _image_model()
+    model.learn(32)
+    model.save(tmp_path / "model.zip")
+    model.learn(32, reset_num_timesteps=False)
+    model.save_aux_buffer(tmp_path / "aux_buffer.npz")
+    earlier = PPG.load(tmp_path / "model.zip", env=model.get_env())
+    with pytest.raises(ValueError, match=r"num_timesteps of the model it was saved with .*: file 64, model 32"):
+        earlier.load_aux_buffer(tmp_path / "aux_buffer.npz")
+    assert earlier.aux_buffer.pos == 0
+    # A file written before the point was recorded loads as before
+    path = tmp_path / "aux_buffer.npz"
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(entries["layout.json"])
+    assert (header["layout"]["num_timesteps"], header["layout"]["n_aux_phases"]) == (64, 0)
+    del header["layout"]["num_timesteps"], header["layout"]["n_aux_phases"]
+    entries["layout.json"] = json.dumps(header).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    earlier.load_aux_buffer(path)
+    assert earlier.aux_buffer.pos == model.aux_buffer.pos > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "O_DIRECTORY"), reason="folders are synced on POSIX only")
+def test_an_atomic_save_syncs_the_file_then_its_folder_after_the_rename(tmp_path, monkeypatch):
+    # Without the folder's sync, a power loss after the rename can lose the new file's entry
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(stat.S_ISDIR(os.fstat(fd).st_mode)), fsync(fd)))
+    monkeypatch.setattr(os, "replace", lambda *args: (events.append("rename"), replace(*args)))
+    with atomic_path(tmp_path / "file.bin") as temporary:
+        temporary.write_bytes(b"data")
+    # The file (not a folder), the rename, then the folder
+    assert events == [False, "rename", True]
+    assert (tmp_path / "file.bin").read_bytes() == b"data"
 
 
 def test_masks_against_no_masks_are_refused(tmp_path):
@@ -370,7 +419,7 @@ def test_a_damaged_aux_buffer_file_is_refused(tmp_path, damage):
     else:
         data[len(data) // 2] ^= 0xFF  # in the middle of the observations
     path.write_bytes(bytes(data))
-    fresh = _image_model()
+    fresh = _at_point_of(_image_model(), model)
     with pytest.raises(AuxBufferFileError, match="is not a complete aux buffer file"):
         fresh.load_aux_buffer(path)
     # Never a short buffer: it is left empty
@@ -383,7 +432,7 @@ def test_an_aux_buffer_loads_in_a_new_process(tmp_path):
     model.learn(32)
     model.save_aux_buffer(tmp_path / "aux_buffer.npz")
     with zipfile.ZipFile(tmp_path / "aux_buffer.npz") as archive:
-        assert archive.namelist() == ["layout.json", "observations.npy", "returns.npy"]
+        assert archive.namelist()[:3] == ["layout.json", "observations.npy", "returns.npy"]
         assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
     observations = np.load(tmp_path / "aux_buffer.npz")["observations"]
     assert observations.dtype == np.uint8 and np.array_equal(observations, model.aux_buffer.observations[:16])

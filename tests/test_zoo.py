@@ -353,3 +353,10 @@ def test_checkpoints_with_the_aux_buffer_resume_on_schedule(tmp_path):
     resumed = PPG.load(tmp_path / "logs" / "ppg" / "CartPole-v1_2" / "CartPole-v1.zip")
     assert resumed.num_timesteps == 512
     assert (resumed._n_aux_phases, resumed._saved_aux_cycle_steps) == (1, 64)
+
+    # A checkpoint without its own statistics is refused, not resumed with the run's latest
+    (run_folder / "rl_model_vecnormalize_512_steps.pkl").unlink()
+    checkpoint = str(run_folder / "rl_model_512_steps.zip")
+    result = run_zoo(*common, "-i", checkpoint, "-n", "256", *hyperparams, cwd=tmp_path, expect_success=False)
+    assert result.returncode != 0
+    assert "rl_model_vecnormalize_512_steps.pkl are missing" in result.stderr, result.stderr[-3000:]

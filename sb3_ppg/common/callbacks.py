@@ -43,8 +43,8 @@ class PPGCheckpointCallback(CheckpointCallback):
       has trained on it (at the next rollout's start, or at the end of training). SB3's callback saves at that
       very step, in the middle of a rollout that the saved model then never trains on.
     - Every file (model, buffer, ``VecNormalize`` statistics) is written to a temporary name and renamed into
-      place, so a process killed during a save leaves the previous checkpoint whole. The aux buffer is written
-      before the model, so a checkpoint's model file never lacks its buffer.
+      place, so a process killed during a save leaves the previous checkpoint whole. The model is written last,
+      so a checkpoint's model file never lacks its buffer or its ``VecNormalize`` statistics.
     - In multi-process training it runs on every rank (pass it to ``learn`` on every rank): each rank saves its own
       aux buffer, as ``{name_prefix}_aux_buffer_{num_timesteps}_steps_rank{r}.npz``, and rank 0 alone saves the
       model and the ``VecNormalize`` statistics. Every rank writes into rank 0's ``save_path`` with rank 0's
@@ -58,7 +58,7 @@ class PPGCheckpointCallback(CheckpointCallback):
     :param verbose: Verbosity level: 0 for no output, 2 for indicating when saving model checkpoint
     """
 
-    # Kept on every rank by distributed.rank_callbacks: each rank saves its own aux buffer
+    # Kept on every rank by distributed_callbacks.rank_callbacks: each rank saves its own aux buffer
     runs_on_every_rank: ClassVar[bool] = True
     _save_due = False
 
@@ -89,10 +89,7 @@ class PPGCheckpointCallback(CheckpointCallback):
         distributed.run_agreed(self._save_model_files if distributed.is_main() else lambda: None, "the checkpoint's save")
 
     def _save_model_files(self) -> None:
-        """Save the model, the replay buffer of an off-policy model, and the ``VecNormalize`` statistics."""
-        model_path = self._checkpoint_path(extension="zip")
-        save_atomically(self.model.save, model_path)
-        self._report("model", model_path)
+        """Save the replay buffer of an off-policy model, the ``VecNormalize`` statistics, then the model."""
         replay_buffer = None if hasattr(self.model, "save_aux_buffer") else getattr(self.model, "replay_buffer", None)
         if self.save_replay_buffer and replay_buffer is not None:
             path = self._checkpoint_path("replay_buffer_", extension="pkl")
@@ -105,6 +102,10 @@ class PPGCheckpointCallback(CheckpointCallback):
             with atomic_path(path) as temporary:
                 vec_normalize.save(str(temporary))
             self._report("VecNormalize", path)
+        # Last: a model file whose companions are missing would resume with other statistics or no buffer
+        model_path = self._checkpoint_path(extension="zip")
+        save_atomically(self.model.save, model_path)
+        self._report("model", model_path)
 
     def _report(self, what: str, path: str) -> None:
         if self.verbose >= 2:

@@ -2,12 +2,16 @@
 Saving and loading the aux buffer, and writing files so that a crash during a save loses nothing.
 
 An aux buffer file is a zip archive (stored, not compressed) of one ``.npy`` array per entry, in the arrays' own
-dtypes (uint8 images stay uint8), and a ``layout.json`` entry that describes the model it fits. Only the filled
-part of the buffer is written. Arrays are streamed in chunks of about :data:`CHUNK_BYTES`, from host or device
-storage, so saving or loading needs only a chunk of extra memory, never a second copy of the buffer.
+dtypes (uint8 images stay uint8), and a ``layout.json`` entry that describes the model it fits, down to its
+``num_timesteps``. Only the filled part of the buffer is written. The file also holds the rollout position of the
+process that wrote it (its last observations and episode starts, and its recent episodes), which SB3 keeps between
+rollouts: in multi-process training each rank resumes from its own, not from rank 0's in the model file. Arrays
+are streamed in chunks of about :data:`CHUNK_BYTES`, from host or device storage, so saving or loading needs only a
+chunk of extra memory, never a second copy of the buffer.
 """
 
 import contextlib
+import dataclasses
 import glob
 import io
 import json
@@ -40,11 +44,37 @@ LAYOUT_CHECKS = {
     "buffer_size": "aux buffer size (n_policy_iterations * n_steps, 0 with n_aux_epochs=0)",
     "world_size": "ranks of the run that saved it (each rank saves its own file: resume with as many ranks)",
     "lstm_states": "LSTM states (layers, hidden size): RecurrentPPG keeps them, PPG does not",
+    "num_timesteps": "num_timesteps of the model it was saved with (load the buffer saved with this model file)",
+    "n_aux_phases": "aux phases of the model it was saved with (load the buffer saved with this model file)",
 }
 # What a file written before a key was recorded holds for it
 LAYOUT_DEFAULTS: dict[str, Any] = {"world_size": 1, "lstm_states": None}
+# Keys a file written before they were recorded lacks, and that are then not checked (their value is unknown)
+LAYOUT_UNRECORDED = ("num_timesteps", "n_aux_phases")
+# Where the rollout position's arrays are in the archive
+ROLLOUT_PREFIX = "rollout/"
 
 PathLike = str | pathlib.Path
+Observation = np.ndarray | dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class RolloutPosition:
+    """
+    What SB3 keeps of one process's envs between rollouts, and pickles (from rank 0 alone) into the model file.
+
+    :param last_obs: the observations the next rollout starts from
+    :param last_episode_starts: whether each env starts an episode at the next step
+    :param last_original_obs: the unnormalized observations, with ``VecNormalize``
+    :param ep_info_buffer: the recent episodes' infos (None: not recorded, as infos with values JSON cannot hold)
+    :param ep_success_buffer: the recent episodes' successes
+    """
+
+    last_obs: Observation
+    last_episode_starts: np.ndarray
+    last_original_obs: Observation | None
+    ep_info_buffer: list[dict[str, Any]] | None
+    ep_success_buffer: list[bool] | None
 
 
 class AuxBufferFileError(ValueError):
@@ -68,9 +98,26 @@ def atomic_path(path: PathLike) -> Iterator[pathlib.Path]:
         with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
+        _fsync_folder(path.parent)
         _remove_stale_temporaries(path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: pathlib.Path) -> None:
+    """Flush ``folder``'s entries, so that a rename into it survives a power loss (POSIX; skipped elsewhere)."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:  # some file systems cannot sync a folder: the file itself is synced already
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def _remove_stale_temporaries(path: pathlib.Path) -> None:
@@ -91,15 +138,31 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def aux_buffer_layout(buffer: AuxRolloutBuffer, n_steps: int, n_policy_iterations: int, world_size: int) -> dict[str, Any]:
+def aux_buffer_layout(
+    buffer: AuxRolloutBuffer,
+    n_steps: int,
+    n_policy_iterations: int,
+    world_size: int = 1,
+    num_timesteps: int = 0,
+    n_aux_phases: int = 0,
+) -> dict[str, Any]:
     """
     :param buffer: a model's aux buffer
     :param n_steps: the model's ``n_steps``
     :param n_policy_iterations: the model's ``n_policy_iterations``
     :param world_size: the number of ranks training the model (1 in a single process)
+    :param num_timesteps: the model's ``num_timesteps``: a buffer loads only into the model point it was saved at
+    :param n_aux_phases: the aux phases the model has run (its aux cycle)
     :return: what a buffer file must agree on with the model to be loaded into it
     """
-    return {**buffer.layout(), "n_steps": n_steps, "n_policy_iterations": n_policy_iterations, "world_size": world_size}
+    return {
+        **buffer.layout(),
+        "n_steps": n_steps,
+        "n_policy_iterations": n_policy_iterations,
+        "world_size": world_size,
+        "num_timesteps": num_timesteps,
+        "n_aux_phases": n_aux_phases,
+    }
 
 
 def _numpy_dtype(storage: Storage) -> np.dtype:
@@ -113,15 +176,19 @@ def _rows_per_chunk(storage: Storage) -> int:
     return max(1, CHUNK_BYTES // row_bytes)
 
 
-def save_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: PathLike) -> None:
+def save_aux_buffer(
+    buffer: AuxRolloutBuffer, layout: dict[str, Any], path: PathLike, rollout_position: RolloutPosition | None = None
+) -> None:
     """
     Write the filled part of ``buffer`` to ``path``, atomically (see :func:`atomic_path`).
 
     :param buffer: the aux buffer, with host (numpy) or device (torch) storage
     :param layout: :func:`aux_buffer_layout` of the model it belongs to
     :param path: the file to write
+    :param rollout_position: the writing process's rollout position, or None (before any rollout)
     """
     arrays = buffer.saved_arrays(buffer.pos)
+    position_arrays = {} if rollout_position is None else _position_arrays(rollout_position)
     header = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -129,11 +196,71 @@ def save_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: Path
         "pos": buffer.pos,
         "arrays": {name: [rows, *storage.shape[1:]] for name, (storage, rows) in arrays.items()},
     }
+    if rollout_position is not None:
+        header["rollout_position"] = {
+            "arrays": sorted(position_arrays),
+            "ep_info_buffer": _json_or_none(rollout_position.ep_info_buffer),
+            "ep_success_buffer": _json_or_none(rollout_position.ep_success_buffer),
+        }
     with atomic_path(path) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         archive.writestr(LAYOUT_ENTRY, json.dumps(header, indent=2))
         for name, (storage, rows) in arrays.items():
             with archive.open(f"{name}.npy", "w", force_zip64=True) as file:
                 _write_npy(file, storage, rows)
+        for name, array in position_arrays.items():
+            with archive.open(f"{ROLLOUT_PREFIX}{name}.npy", "w") as file:
+                np.save(file, array, allow_pickle=False)
+
+
+def _position_arrays(position: RolloutPosition) -> dict[str, np.ndarray]:
+    """:return: the position's arrays by entry name: ``last_obs``, or ``last_obs/<key>`` for dict observations"""
+    named: dict[str, np.ndarray] = {"last_episode_starts": np.asarray(position.last_episode_starts)}
+    for name, obs in (("last_obs", position.last_obs), ("last_original_obs", position.last_original_obs)):
+        if isinstance(obs, dict):
+            named.update({f"{name}/{key}": np.asarray(value) for key, value in obs.items()})
+        elif obs is not None:
+            named[name] = np.asarray(obs)
+    return named
+
+
+def _read_position(archive: zipfile.ZipFile, recorded: dict[str, Any], path: PathLike) -> RolloutPosition:
+    arrays: dict[str, np.ndarray] = {}
+    for name in recorded["arrays"]:
+        with archive.open(f"{ROLLOUT_PREFIX}{name}.npy") as file:
+            arrays[name] = np.load(file, allow_pickle=False)
+
+    def observation(name: str) -> Observation | None:
+        if name in arrays:
+            return arrays[name]
+        keys = {entry.split("/", 1)[1]: array for entry, array in arrays.items() if entry.startswith(f"{name}/")}
+        return keys or None
+
+    last_obs = observation("last_obs")
+    if last_obs is None:
+        raise AuxBufferFileError(f"{path}: its rollout position has no last observations")
+    return RolloutPosition(
+        last_obs=last_obs,
+        last_episode_starts=arrays["last_episode_starts"],
+        last_original_obs=observation("last_original_obs"),
+        ep_info_buffer=recorded["ep_info_buffer"],
+        ep_success_buffer=recorded["ep_success_buffer"],
+    )
+
+
+def _json_or_none(values: list[Any] | None) -> list[Any] | None:
+    """:return: ``values`` as JSON holds them (numpy scalars as Python ones), or None when JSON cannot hold them"""
+    if values is None:
+        return None
+
+    def builtin(value: Any) -> Any:
+        if isinstance(value, np.generic | np.ndarray):
+            return value.tolist()
+        raise TypeError(type(value).__name__)
+
+    try:
+        return json.loads(json.dumps(values, default=builtin))
+    except (TypeError, ValueError):
+        return None
 
 
 def _write_npy(file: IO[bytes], storage: Storage, n_rows: int) -> None:
@@ -147,7 +274,7 @@ def _write_npy(file: IO[bytes], storage: Storage, n_rows: int) -> None:
         file.write(np.ascontiguousarray(chunk_array).data)
 
 
-def load_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: PathLike) -> None:
+def load_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: PathLike) -> RolloutPosition | None:
     """
     Fill ``buffer`` from a file written by :func:`save_aux_buffer`, in place, whatever storage (host or device)
     either side uses. On any error the buffer is left empty: never part-filled.
@@ -155,6 +282,8 @@ def load_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: Path
     :param buffer: the model's aux buffer
     :param layout: :func:`aux_buffer_layout` of the model
     :param path: the file to read
+    :return: the rollout position of the process that wrote the file, or None when it has none (a file written
+        before any rollout, or before positions were recorded)
     :raises ValueError: when the file was saved for a model with another layout, naming each difference
     :raises AuxBufferFileError: when the file is truncated, corrupt, or not an aux buffer file
     """
@@ -172,6 +301,8 @@ def load_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: Path
             for name, (storage, rows) in arrays.items():
                 with archive.open(f"{name}.npy") as file:
                     _read_npy(file, storage, rows, f"{path}:{name}")
+            recorded = header.get("rollout_position")
+            position = None if recorded is None else _read_position(archive, recorded, path)
     except (zipfile.BadZipFile, zlib.error, EOFError, KeyError, OSError) as error:
         buffer.reset()
         if isinstance(error, FileNotFoundError):
@@ -185,6 +316,7 @@ def load_aux_buffer(buffer: AuxRolloutBuffer, layout: dict[str, Any], path: Path
         raise
     buffer.pos = pos
     buffer.full = pos == buffer.buffer_size
+    return position
 
 
 def _read_header(archive: zipfile.ZipFile, path: PathLike) -> dict[str, Any]:
@@ -204,7 +336,7 @@ def _check_layout(saved: dict[str, Any], model: dict[str, Any], path: PathLike) 
     differences = [
         f"{description}: file {saved.get(key, LAYOUT_DEFAULTS.get(key))!r}, model {model[key]!r}"
         for key, description in LAYOUT_CHECKS.items()
-        if saved.get(key, LAYOUT_DEFAULTS.get(key)) != model[key]
+        if not (key in LAYOUT_UNRECORDED and key not in saved) and saved.get(key, LAYOUT_DEFAULTS.get(key)) != model[key]
     ]
     if differences:
         raise ValueError(f"the aux buffer in {path} does not fit this model:\n" + "\n".join(f"  - {d}" for d in differences))

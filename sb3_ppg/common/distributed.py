@@ -13,7 +13,6 @@ The process-group timeout (how long a rank waits for a dead or stuck peer before
 """
 
 import contextlib
-import copy
 import atexit
 import datetime
 import os
@@ -25,17 +24,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch as th
 import torch.distributed as dist
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import (
-    BaseCallback,
-    CallbackList,
-    CheckpointCallback,
-    ConvertCallback,
-    EvalCallback,
-    ProgressBarCallback,
-)
 from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.utils import explained_variance as sb3_explained_variance
 
 TIMEOUT_ENV = "SB3_PPG_DIST_TIMEOUT"
@@ -82,25 +73,40 @@ def timeout() -> datetime.timedelta:
     return datetime.timedelta(seconds=seconds)
 
 
+def choose_backend(device: th.device | str, local_world_size: int, n_gpus: int) -> str:
+    """
+    :param device: the device the user asked for (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...)
+    :param local_world_size: the ranks on this machine
+    :param n_gpus: the GPUs this process sees
+    :return: ``"nccl"`` when every rank of the machine can have a GPU of its own and the model is not asked to be
+        on the CPU, else ``"gloo"`` (NCCL reduces only CUDA tensors, and needs a GPU per rank)
+    """
+    on_cpu = th.device(device).type == "cpu" if device != "auto" else False
+    return "nccl" if n_gpus > 0 and not on_cpu and local_world_size <= n_gpus else "gloo"
+
+
 def setup(device: th.device | str) -> th.device | str:
     """
-    Join torchrun's process group when this process is one of several ranks and no group exists yet (gloo on CPU,
-    NCCL with one GPU per rank), and pick this rank's device and threads.
+    Join torchrun's process group when this process is one of several ranks and no group exists yet (NCCL with one
+    GPU per rank, else gloo: see :func:`choose_backend`), and pick this rank's device and threads.
 
-    :param device: the device the user asked for; ``"auto"`` becomes ``cuda:LOCAL_RANK`` when CUDA is there
+    :param device: the device the user asked for; ``"auto"`` becomes ``cuda:LOCAL_RANK`` under NCCL, and with CUDA
+        but fewer GPUs than ranks, ``cuda:{LOCAL_RANK % GPUs}``
     :return: the device this rank trains on
     """
+    n_gpus = th.cuda.device_count() if th.cuda.is_available() else 0
     if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        cuda = th.cuda.is_available()
-        if cuda:
+        local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+        backend = choose_backend(device, local_world_size, n_gpus)
+        if backend == "nccl":
             th.cuda.set_device(local_rank())
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timeout())
+        dist.init_process_group(backend, timeout=timeout())
         # A group still alive when the interpreter exits can abort it ("terminate called without an active exception")
         atexit.register(_destroy_process_group)
     if not is_distributed():
         return device
-    if device == "auto" and th.cuda.is_available():
-        device = f"cuda:{local_rank()}"
+    if device == "auto" and n_gpus > 0:
+        device = f"cuda:{local_rank() % n_gpus}"
     # Ranks share the machine's cores: one thread each unless the user set OMP_NUM_THREADS (torchrun sets 1)
     if "OMP_NUM_THREADS" not in os.environ:
         th.set_num_threads(1)
@@ -399,170 +405,9 @@ def silence_logger(model: BaseAlgorithm) -> None:
         model.set_logger(Logger(folder=None, output_formats=[]))
 
 
-# Callbacks that write files or evaluate: rank 0 alone runs them
-RANK_ZERO_CALLBACKS = (EvalCallback, CheckpointCallback, ProgressBarCallback)
-
-
-def _rank_zero_only(callback: Any) -> bool:
-    # A callback with a true ``runs_on_every_rank`` class attribute (PPGCheckpointCallback) saves on every rank
-    return isinstance(callback, RANK_ZERO_CALLBACKS) and not getattr(callback, "runs_on_every_rank", False)
-
-
-def rank_callbacks(callback: Any) -> Any:
-    """
-    :param callback: the callback(s) given to ``learn``
-    :return: the same on rank 0; on other ranks without the evaluation, checkpoint and progress bar callbacks,
-        except those with ``runs_on_every_rank = True``
-    """
-    if is_main():
-        return callback
-    if _rank_zero_only(callback):
-        return None
-    if isinstance(callback, CallbackList):
-        return CallbackList(rank_callbacks(callback.callbacks))
-    if isinstance(callback, list):
-        return [rank_callbacks(inner) for inner in callback if not _rank_zero_only(inner)]
-    return callback
-
-
-class GlobalProgressBarCallback(ProgressBarCallback):
-    """SB3's progress bar, advanced by the env steps of all ranks."""
-
-    def _on_step(self) -> bool:
-        self.pbar.update(self.training_env.num_envs * world_size())
-        return True
-
-
-def _running_stats(model: BaseAlgorithm) -> list[RunningMeanStd]:
-    """:return: the running statistics of the model's ``VecNormalize`` that it updates in training"""
-    vec_normalize = model.get_vec_normalize_env()
-    if vec_normalize is None or not vec_normalize.training:
-        return []
-    stats: list[RunningMeanStd] = []
-    if vec_normalize.norm_obs:
-        obs_rms = vec_normalize.obs_rms
-        stats += [obs_rms[key] for key in sorted(obs_rms)] if isinstance(obs_rms, dict) else [obs_rms]
-    if vec_normalize.norm_reward:
-        stats.append(vec_normalize.ret_rms)
-    return stats
-
-
-def merge_running_stats(base: RunningMeanStd, ranks: list[RunningMeanStd]) -> RunningMeanStd:
-    """
-    Chan et al.'s parallel variance: each rank's statistics are ``base`` updated with its own data; the merge is
-    ``base`` updated with the data of all ranks.
-
-    :param base: the statistics every rank had at the last merge
-    :param ranks: each rank's statistics now
-    :return: the merged statistics
-    """
-    extra = len(ranks) - 1  # copies of the base data counted once too many
-    count = sum(stats.count for stats in ranks) - extra * base.count
-    mean = (sum(stats.count * stats.mean for stats in ranks) - extra * base.count * base.mean) / count
-    squares = sum(stats.count * (stats.var + (stats.mean - mean) ** 2) for stats in ranks)
-    squares = squares - extra * base.count * (base.var + (base.mean - mean) ** 2)
-    merged = RunningMeanStd(shape=np.shape(base.mean))
-    merged.mean, merged.var, merged.count = mean, squares / count, count
-    return merged
-
-
-class DataParallelCallback(BaseCallback):
-    """
-    Wraps the callbacks of a multi-process ``learn``:
-
-    - it counts the env steps of all ranks into ``num_timesteps`` (so ``total_timesteps``, the schedules, the logs
-      and the inner callbacks see the global count);
-    - a stop asked by a callback on any rank stops every rank together, at the last step of the current rollout;
-    - at the end of each rollout it merges the ``VecNormalize`` statistics of all ranks.
-
-    :param callback: the callbacks of ``learn``, initialised already
-    """
-
-    def __init__(self, callback: BaseCallback):
-        super().__init__()
-        self.callback = callback
-        self._rollout_step = 0
-        self._stop_asked = False
-        self._base_stats: list[RunningMeanStd] = []
-
-    def _on_training_start(self) -> None:
-        # Start from rank 0's statistics (after a load, or the first learn)
-        stats = _running_stats(self.model)
-        shared = broadcast_object([(s.mean, s.var, s.count) for s in stats])
-        for s, (mean, var, count) in zip(stats, shared, strict=True):
-            s.mean, s.var, s.count = np.copy(mean), np.copy(var), count
-        self._base_stats = [copy.deepcopy(s) for s in stats]
-        self.callback.on_training_start(self.locals, self.globals)
-
-    def _on_rollout_start(self) -> None:
-        self._rollout_step = 0
-        self.callback.on_rollout_start()
-
-    def _on_step(self) -> bool:
-        # SB3 has just added this rank's env steps: add the other ranks' (the same number: n_envs agree)
-        self.model.num_timesteps += (world_size() - 1) * self.training_env.num_envs
-        self._rollout_step += 1
-        if not self._stop_asked:
-            self._stop_asked = not self.callback.on_step()
-        if self._rollout_step < self.model.n_steps:  # type: ignore[attr-defined]
-            return True
-        return not ranks_where(self._stop_asked)
-
-    def update_child_locals(self, locals_: dict[str, Any]) -> None:
-        self.callback.update_locals(locals_)
-
-    def _on_rollout_end(self) -> None:
-        stats = _running_stats(self.model)
-        gathered: list[Any] = [None] * world_size()
-        dist.all_gather_object(gathered, [(s.mean, s.var, s.count) for s in stats])
-        for i, (s, base) in enumerate(zip(stats, self._base_stats, strict=True)):
-            ranks = []
-            for part in gathered:
-                rank_stats = RunningMeanStd(shape=np.shape(base.mean))
-                rank_stats.mean, rank_stats.var, rank_stats.count = part[i]
-                ranks.append(rank_stats)
-            merged = merge_running_stats(base, ranks)
-            s.mean, s.var, s.count = merged.mean, merged.var, merged.count
-        self._base_stats = [copy.deepcopy(s) for s in stats]
-        self.callback.on_rollout_end()
-
-    def _on_training_end(self) -> None:
-        self.callback.on_training_end()
-
-
-def prepare_callbacks(callback: Any, progress_bar: bool) -> tuple[Any, bool]:
-    """
-    :param callback: the callback(s) given to ``learn``
-    :param progress_bar: whether the user asked for a progress bar
-    :return: the callbacks and ``progress_bar`` for SB3's ``_setup_learn``: unchanged in a single process; else
-        without the rank-0 callbacks on other ranks, and with a progress bar of all ranks' steps on rank 0
-    """
-    if not is_distributed():
-        return callback, progress_bar
-    callback = rank_callbacks(callback)
-    if progress_bar and is_main():
-        if callback is None:
-            callback = []
-        elif not isinstance(callback, list):
-            callback = [callback if isinstance(callback, BaseCallback) else ConvertCallback(callback)]
-        callback = [*callback, GlobalProgressBarCallback()]
-    return callback, False
-
-
-def wrap_callback(model: BaseAlgorithm, callback: BaseCallback) -> BaseCallback:
-    """
-    :param model: the algorithm
-    :param callback: the initialised callbacks of ``learn``
-    :return: ``callback`` in a single process; else it in a :class:`DataParallelCallback`
-    """
-    if not is_distributed():
-        return callback
-    wrapped = DataParallelCallback(callback)
-    wrapped.init_callback(model)
-    return wrapped
-
-
-# Settings that fix the number of collectives per rollout: they must agree on every rank
+# Settings that must agree on every rank: those that fix the number of collectives per rollout (a mismatch would
+# hang or end in an opaque backend error), and those of the update itself (ranks that step their equal weights
+# differently would drift apart)
 SHARED_SETTINGS = (
     "n_envs",
     "n_steps",
@@ -574,18 +419,50 @@ SHARED_SETTINGS = (
     "aux_batch_size",
     "target_kl",
     "normalize_advantage",
+    "normalize_aux_targets",
+    "env_segment_minibatches",
+    "handle_timeout_termination",
+    "lr_schedule",
+    "aux_lr_schedule",
+    "clip_range",
+    "max_grad_norm",
+    "beta_clone",
+    "vf_coef",
 )
+
+
+def _comparable(value: Any) -> Any:
+    """:return: ``value``, or a schedule's value at the start of training (progress remaining 1)"""
+    return value(1.0) if callable(value) else value
+
+
+def check_supported(model: BaseAlgorithm) -> None:
+    """
+    Refuse, on every rank, a model that data-parallel training does not support: a recurrent policy (RecurrentPPG)
+    carries LSTM states across rollouts, whose saving, loading and minibatches per rank are neither implemented nor
+    tested.
+
+    :param model: the algorithm, with its policy built
+    :raises ValueError: for a recurrent policy
+    """
+    if isinstance(model.policy, RecurrentActorCriticPolicy):
+        raise ValueError(
+            f"{type(model).__name__} (a recurrent policy) does not support data-parallel training: run it in one "
+            f"process (this run has {world_size()} ranks), or use PPG or MaskablePPG under torchrun"
+        )
 
 
 def synchronize(model: BaseAlgorithm) -> None:
     """
-    Check that the settings and parameter shapes agree on every rank, then give every rank rank 0's parameters.
+    Check that the model is supported (:func:`check_supported`) and that its settings and parameter shapes agree on
+    every rank, then give every rank rank 0's parameters.
 
     :param model: the algorithm, with its policy built
     """
     if not is_distributed():
         return
-    settings = {name: getattr(model, name, None) for name in SHARED_SETTINGS}
+    check_supported(model)
+    settings = {name: _comparable(getattr(model, name, None)) for name in SHARED_SETTINGS}
     settings["parameter shapes"] = [tuple(parameter.shape) for parameter in model.policy.parameters()]
     check_same_on_all_ranks(settings)
     broadcast_parameters(model.policy)

@@ -2,6 +2,8 @@
 
 import torch as th
 
+from sb3_ppg.common import distributed
+
 
 class LossLog:
     """
@@ -23,10 +25,14 @@ class LossLog:
 
     def means(self) -> dict[str, float]:
         """
+        In multi-process training, call it on every rank: the means are over the minibatches of all ranks.
+
         :return: the mean of each key's values, read from the device in one transfer
         """
         names = list(self._values)
         if not names:
             return {}
-        means = th.stack([th.stack(self._values[name]).float().mean() for name in names]).tolist()
-        return dict(zip(names, means, strict=True))
+        means = th.stack([th.stack(self._values[name]).float().mean() for name in names])
+        # Every rank runs as many minibatches (same settings, stops agreed), so the mean of the ranks' means is the
+        # count-weighted mean over ranks: what the reference logs. One collective per phase
+        return dict(zip(names, distributed.mean_over_ranks(means).tolist(), strict=True))

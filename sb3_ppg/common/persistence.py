@@ -3,14 +3,16 @@
 import io
 import pathlib
 import warnings
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import gymnasium as gym
 import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
 
 from sb3_ppg.common import checkpoints, distributed
 from sb3_ppg.common.buffers import AuxRolloutBuffer
@@ -27,9 +29,12 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
     aux_buffer: AuxRolloutBuffer
     n_policy_iterations: int
     env_id: str | None
+    _n_aux_phases: int = 0
     # Steps per env of the current aux cycle when the model was saved; those lost by a load without the buffer
     _saved_aux_cycle_steps: int = 0
     _aux_steps_not_loaded: int = 0
+    # A loaded model's rollout position is rank 0's (the model file's) until load_aux_buffer gives this rank its own
+    _rollout_position_pending: bool = False
 
     @classmethod
     def load(  # type: ignore[override]
@@ -72,6 +77,8 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
                 )
             else:
                 model.set_env(new_env, force_reset=force_reset)
+        # Without a reset, the position is rank 0's (from the file)
+        model._rollout_position_pending = model._last_obs is not None
         return model
 
     def save(
@@ -102,18 +109,24 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
         In multi-process training each rank saves its own buffer, to ``path`` with ``_rank{r}`` added to its name
         (``aux_buffer.npz`` becomes ``aux_buffer_rank0.npz``, ``aux_buffer_rank1.npz``, ...; a single process writes
         ``path`` itself). Call it on every rank with the same ``path``: a failure on one rank raises on every rank.
+        The file also holds this rank's rollout position (last observations, episode starts, recent episodes),
+        which the model file holds of rank 0 alone.
 
         :param path: path to the file where the aux buffer should be saved
         """
         rank_path = distributed.rank_path(path)
+        position = self._rollout_position()
         distributed.run_agreed(
-            lambda: checkpoints.save_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), rank_path), "save_aux_buffer"
+            lambda: checkpoints.save_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), rank_path, position),
+            "save_aux_buffer",
         )
 
     def load_aux_buffer(self, path: str | pathlib.Path) -> None:
         """
         Load an aux buffer saved by :meth:`save_aux_buffer`, as SB3's ``load_replay_buffer``; continue training
-        with ``learn(..., reset_num_timesteps=False)``, which keeps it.
+        with ``learn(..., reset_num_timesteps=False)``, which keeps it. The buffer must have been saved at the
+        model's point: with the same ``num_timesteps`` and number of aux phases. A model loaded with
+        ``force_reset=False`` also takes the rollout position saved in the file (its rank's own).
 
         In multi-process training each rank loads its own buffer, ``path`` with ``_rank{r}`` added to its name (as
         :meth:`save_aux_buffer` wrote it). Call it on every rank with the same ``path``: when a rank's file is
@@ -121,15 +134,15 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
 
         :param path: path to the saved aux buffer (the name given to :meth:`save_aux_buffer`)
         :raises ValueError: when the buffer was saved by a model with another observation space, action space,
-            ``n_envs``, ``n_steps``, ``n_policy_iterations``, masks, LSTM states or number of ranks, naming each
-            difference
+            ``n_envs``, ``n_steps``, ``n_policy_iterations``, masks, LSTM states, number of ranks, ``num_timesteps``
+            or number of aux phases, naming each difference with the file's and the model's values
         :raises ~sb3_ppg.common.checkpoints.AuxBufferFileError: when the file is truncated or corrupt
         :raises RuntimeError: in multi-process training, instead of the errors above, on every rank, naming each
             rank whose load failed and why
         """
         rank_path = distributed.rank_path(path)
         try:
-            distributed.run_agreed(
+            position = distributed.run_agreed(
                 lambda: checkpoints.load_aux_buffer(self.aux_buffer, self._aux_buffer_layout(), rank_path), "load_aux_buffer"
             )
         except Exception:
@@ -137,13 +150,65 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
             self.aux_buffer.reset()
             raise
         self._aux_steps_not_loaded = 0
+        # Only a loaded model that was not reset since (set_env with force_reset) continues from a saved position
+        if self._rollout_position_pending and self._last_obs is not None and position is not None:
+            self._restore_rollout_position(position)
+            self._rollout_position_pending = False
 
     def _aux_buffer_layout(self) -> dict[str, Any]:
-        return checkpoints.aux_buffer_layout(self.aux_buffer, self.n_steps, self.n_policy_iterations, distributed.world_size())
+        return checkpoints.aux_buffer_layout(
+            self.aux_buffer,
+            self.n_steps,
+            self.n_policy_iterations,
+            distributed.world_size(),
+            self.num_timesteps,
+            self._n_aux_phases,
+        )
+
+    def _rollout_position(self) -> checkpoints.RolloutPosition | None:
+        """:return: this process's rollout position, or None before the first rollout"""
+        if self._last_obs is None or self._last_episode_starts is None:
+            return None
+        return checkpoints.RolloutPosition(
+            last_obs=self._last_obs,
+            last_episode_starts=self._last_episode_starts,
+            last_original_obs=self._last_original_obs,
+            ep_info_buffer=None if self.ep_info_buffer is None else list(self.ep_info_buffer),
+            ep_success_buffer=None if self.ep_success_buffer is None else list(self.ep_success_buffer),
+        )
+
+    def _restore_rollout_position(self, position: checkpoints.RolloutPosition) -> None:
+        self._last_obs = position.last_obs  # type: ignore[assignment]
+        self._last_episode_starts = position.last_episode_starts
+        self._last_original_obs = position.last_original_obs  # type: ignore[assignment]
+        # Episodes JSON could not hold are dropped: never another rank's
+        self.ep_info_buffer = deque(position.ep_info_buffer or [], maxlen=self._stats_window_size)
+        self.ep_success_buffer = deque(position.ep_success_buffer or [], maxlen=self._stats_window_size)
+
+    def _setup_learn(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        reset_num_timesteps: bool = True,
+        tb_log_name: str = "run",
+        progress_bar: bool = False,
+    ) -> tuple[int, BaseCallback]:
+        if self._rollout_position_pending and distributed.rank() > 0 and self._last_obs is not None:
+            # The model file holds rank 0's envs' position: this rank's envs start afresh instead
+            warnings.warn(
+                f"PPG: rank {distributed.rank()} resumes from a model loaded with force_reset=False, but its own "
+                "rollout position was not loaded (load_aux_buffer with a buffer saved at this model's point "
+                "gives it), and the model file holds rank 0's. This rank's envs are reset instead, so the run is "
+                "not the one it would have been without the interruption."
+            )
+            self._last_obs = None
+            self.ep_info_buffer = self.ep_success_buffer = None  # type: ignore[assignment]
+        self._rollout_position_pending = False
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
 
     def _excluded_save_params(self) -> list[str]:
         # The aux buffer can hold millions of states: never pickle it into a save
-        return [*super()._excluded_save_params(), "aux_buffer", "_aux_steps_not_loaded"]
+        return [*super()._excluded_save_params(), "aux_buffer", "_aux_steps_not_loaded", "_rollout_position_pending"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.optimizer", "policy.aux_optimizer"], []

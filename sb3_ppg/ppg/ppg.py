@@ -13,7 +13,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Rollout
 from stable_baselines3.common.utils import FloatSchedule, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_ppg.common import checkpoints, distributed
+from sb3_ppg.common import checkpoints, distributed, distributed_callbacks
 from sb3_ppg.common.arguments import check_ppg_arguments, per_minibatch
 from sb3_ppg.common.buffers import AuxBufferSamples, AuxRolloutBuffer, DictAuxBufferSamples, DictAuxRolloutBuffer
 from sb3_ppg.common.distributions import (
@@ -418,7 +418,10 @@ class PPG(AuxBufferPersistence):
         )
         for key, mean in log.means().items():
             self.logger.record(f"train/{key}", mean)
-        self.logger.record("train/loss", float("nan") if last_loss is None else last_loss.item())
+        # The last minibatch's loss, as SB3 logs it: averaged over ranks (the stops are agreed, so all have one)
+        self.logger.record(
+            "train/loss", float("nan") if last_loss is None else distributed.mean_over_ranks(last_loss.detach()).item()
+        )
         self.logger.record("train/explained_variance", explained_var)
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
@@ -552,12 +555,12 @@ class PPG(AuxBufferPersistence):
         self._aux_steps_not_loaded = 0
         # Multi-process: rank 0 alone logs and evaluates, the others join every collective
         distributed.silence_logger(self)
-        callback, progress_bar = distributed.prepare_callbacks(callback, progress_bar)
+        callback, progress_bar = distributed_callbacks.prepare_callbacks(callback, progress_bar)
         total_timesteps, callback = super()._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
         distributed.synchronize(self)
-        return total_timesteps, distributed.wrap_callback(self, callback)
+        return total_timesteps, distributed_callbacks.wrap_callback(self, callback)
 
     def set_env(self, env: GymEnv, force_reset: bool = True) -> None:
         """

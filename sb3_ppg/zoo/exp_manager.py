@@ -275,10 +275,18 @@ class PPGExperimentManager(ExperimentManager):
         :param env: the env to wrap
         :param eval_env: whether it is the evaluation env (statistics frozen, rewards not normalized)
         :return: the env, wrapped when normalizing
+        :raises FileNotFoundError: when the entry normalizes and the checkpoint's own statistics are missing
         """
         path = checkpoint_companion(self.trained_agent, VECNORMALIZE_PREFIX, "pkl") if self.trained_agent else None
-        if path is None or not os.path.exists(path):
+        if path is None or not self.normalize:
             return super()._maybe_normalize(env, eval_env)
+        if not os.path.exists(path):
+            # The run's latest statistics (the zoo's fallback) belong to another point of training
+            raise FileNotFoundError(
+                f"-i {self.trained_agent}: the entry normalizes (normalize: {self.normalize}), but the checkpoint's "
+                f"VecNormalize statistics {path} are missing. Resume from a checkpoint saved with them "
+                "(PPGCheckpointCallback saves them before the model), or from the final model and vecnormalize.pkl"
+            )
         print(f"Loading the checkpoint's VecNormalize stats {path}")
         vec_normalize = VecNormalize.load(path, env)
         if eval_env:
