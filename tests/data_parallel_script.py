@@ -261,6 +261,33 @@ def nan_reward(out: Path) -> None:
         raise
 
 
+class NaNLossOnRankOne(PPG):
+    """Makes the policy-gradient loss NaN on rank 1 only, as a minibatch with a bad sample would."""
+
+    def _policy_losses(self, *args: Any, **kwargs: Any) -> Any:
+        values, pg_loss, entropy_loss, approx_kl, clip_fraction = super()._policy_losses(*args, **kwargs)
+        if distributed.rank() == 1:
+            pg_loss = pg_loss * float("nan")
+        return values, pg_loss, entropy_loss, approx_kl, clip_fraction
+
+
+def nan_loss(out: Path) -> None:
+    model = NaNLossOnRankOne("MlpPolicy", make_vec_env("CartPole-v1", n_envs=N_ENVS), seed=0, **SMALL)
+    try:
+        model.learn(TOTAL_TIMESTEPS)
+    except RuntimeError as error:
+        _record_error(out, error)
+    save(out, **training_state(model))
+
+
+def paper_options(out: Path) -> None:
+    """The reference's whole-segment minibatches and timeout bootstrapping, under two ranks."""
+    env = make_vec_env("CartPole-v1", n_envs=N_ENVS, env_kwargs=dict(max_episode_steps=20))
+    model = PPG("MlpPolicy", env, seed=0, env_segment_minibatches=True, handle_timeout_termination=True, **SMALL)
+    model.learn(TOTAL_TIMESTEPS)
+    save(out, n_aux_phases=model._n_aux_phases, **training_state(model))
+
+
 def mismatched_n_envs(out: Path) -> None:
     n_envs = N_ENVS + int(os.environ["RANK"])
     try:
@@ -379,6 +406,8 @@ SCENARIOS = {
     "stop": stop,
     "target_kl": target_kl,
     "nan_reward": nan_reward,
+    "nan_loss": nan_loss,
+    "paper_options": paper_options,
     "mismatched_n_envs": mismatched_n_envs,
     "mismatched_normalize_aux_targets": mismatched_normalize_aux_targets,
     "recurrent": recurrent,

@@ -253,6 +253,25 @@ def test_a_nan_reward_on_one_rank_stops_both_with_an_error_naming_it(tmp_path: P
         assert "rollout of rank(s) 1 is not finite" in error, error
 
 
+def test_a_nan_loss_on_one_rank_stops_both_before_the_step(tmp_path: Path):
+    result = run_scenario("nan_loss", tmp_path, expect_success=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = rank_errors(tmp_path)
+    assert "the loss is not finite on rank(s) 1" in first, first
+    assert "on rank(s) 1: policy_gradient_loss is nan" in second, second
+    first, second = rank_results(tmp_path)
+    # No rank stepped on the NaN: the weights are finite and still the same on both
+    assert all(th.isfinite(p).all() for p in first["parameters"])
+    assert_same_training_state(first, second)
+
+
+def test_whole_segment_minibatches_and_timeout_bootstrapping_under_two_ranks(tmp_path: Path):
+    run_scenario("paper_options", tmp_path)
+    first, second = rank_results(tmp_path)
+    assert first["n_aux_phases"] == second["n_aux_phases"] == 2
+    assert_same_training_state(first, second)
+
+
 def test_mismatched_n_envs_is_refused_on_every_rank(tmp_path: Path):
     result = run_scenario("mismatched_n_envs", tmp_path, expect_success=False)
     assert result.returncode != 0
