@@ -11,7 +11,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common import envs
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.torch_layers import CombinedExtractor
-from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
 import sb3_ppg.ppg.ppg as ppg_module
 from sb3_ppg import RecurrentPPG
@@ -397,6 +397,19 @@ def test_action_spaces_train_through_the_aux_phase(env):
     model = RecurrentPPG("MlpLstmPolicy", make_vec_env(env, n_envs=2), **small())
     model.learn(2 * 32 * 2)
     assert model._n_aux_phases == 1
+
+
+def test_envs_in_subprocesses_train_as_envs_in_process():
+    # Multi processing: where the envs run changes nothing the model sees or learns
+    weights = []
+    for vec_env_cls in (DummyVecEnv, SubprocVecEnv):
+        env = make_vec_env("CartPole-v1", n_envs=2, seed=0, vec_env_cls=vec_env_cls)
+        model = RecurrentPPG("MlpLstmPolicy", env, **small())
+        model.learn(2 * 32 * 2)
+        env.close()
+        assert model._n_aux_phases == 1
+        weights.append([p.detach().clone() for p in model.policy.parameters()])
+    assert all(th.equal(a, b) for a, b in zip(*weights, strict=True))
 
 
 def test_image_observations_with_cnn_lstm_policy():
