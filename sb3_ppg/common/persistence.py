@@ -9,10 +9,9 @@ from typing import Any, TypeVar
 
 import gymnasium as gym
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.type_aliases import GymEnv
 
 from sb3_ppg.common import checkpoints, distributed
 from sb3_ppg.common.buffers import AuxRolloutBuffer
@@ -185,14 +184,11 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
         self.ep_info_buffer = deque(position.ep_info_buffer or [], maxlen=self._stats_window_size)
         self.ep_success_buffer = deque(position.ep_success_buffer or [], maxlen=self._stats_window_size)
 
-    def _setup_learn(
-        self,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        reset_num_timesteps: bool = True,
-        tb_log_name: str = "run",
-        progress_bar: bool = False,
-    ) -> tuple[int, BaseCallback]:
+    def _drop_foreign_rollout_position(self) -> None:
+        """
+        Before ``learn``: a rank other than 0 of a model loaded with ``force_reset=False`` holds rank 0's rollout
+        position (the model file's) unless :meth:`load_aux_buffer` gave it its own; its envs then start afresh.
+        """
         if self._rollout_position_pending and distributed.rank() > 0 and self._last_obs is not None:
             # The model file holds rank 0's envs' position: this rank's envs start afresh instead
             warnings.warn(
@@ -204,7 +200,6 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
             self._last_obs = None
             self.ep_info_buffer = self.ep_success_buffer = None  # type: ignore[assignment]
         self._rollout_position_pending = False
-        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
 
     def _excluded_save_params(self) -> list[str]:
         # The aux buffer can hold millions of states: never pickle it into a save

@@ -68,16 +68,8 @@ class PackedRecurrentRolloutBuffer(RecurrentRolloutBuffer):
 class PackedRecurrentDictRolloutBuffer(RecurrentDictRolloutBuffer):
     """
     :class:`PackedRecurrentRolloutBuffer` for ``Dict`` observation spaces: SB3-Contrib's ``RecurrentDictRolloutBuffer``,
-    with minibatch targets at the real steps only.
-
-    :param buffer_size: Steps per environment (n_steps)
-    :param observation_space: Observation space (Dict)
-    :param action_space: Action space
-    :param hidden_state_shape: (n_steps, lstm.num_layers, n_envs, lstm.hidden_size)
-    :param device: PyTorch device
-    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
-    :param gamma: Discount factor
-    :param n_envs: Number of parallel environments
+    with minibatch targets at the real steps only. Its parameters are :class:`PackedRecurrentRolloutBuffer`'s, with a
+    ``Dict`` ``observation_space``.
     """
 
     def _get_samples(  # type: ignore[override]
@@ -303,16 +295,8 @@ class RecurrentAuxRolloutBuffer(AuxRolloutBuffer):
 
 class RecurrentDictAuxRolloutBuffer(RecurrentAuxRolloutBuffer, DictAuxRolloutBuffer):  # type: ignore[misc]
     """
-    :class:`RecurrentAuxRolloutBuffer` for ``Dict`` observation spaces; each key keeps its own dtype.
-
-    :param buffer_size: Steps per environment it holds: ``n_policy_iterations * n_steps``
-    :param observation_space: Observation space (Dict)
-    :param action_space: Action space
-    :param device: PyTorch device for the sampled tensors
-    :param n_envs: Number of parallel environments
-    :param on_device: must be False or None: the sequences are cut and padded on the host
-    :param n_steps: Steps per env of one rollout: the length of a segment
-    :param lstm_state_shape: (number of LSTM layers, hidden size)
+    :class:`RecurrentAuxRolloutBuffer` for ``Dict`` observation spaces; each key keeps its own dtype. Its parameters
+    are :class:`RecurrentAuxRolloutBuffer`'s, with a ``Dict`` ``observation_space``.
     """
 
     _samples_class = RecurrentDictAuxBufferSamples

@@ -553,6 +553,7 @@ class PPG(AuxBufferPersistence):
         elif self._aux_steps_not_loaded > 0:
             checkpoints.warn_aux_buffer_not_loaded(self._aux_steps_not_loaded, self.n_steps, self.n_policy_iterations)
         self._aux_steps_not_loaded = 0
+        self._drop_foreign_rollout_position()
         # Multi-process: rank 0 alone logs and evaluates, the others join every collective
         distributed.silence_logger(self)
         callback, progress_bar = distributed_callbacks.prepare_callbacks(callback, progress_bar)
