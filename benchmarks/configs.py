@@ -5,7 +5,8 @@ On gymnasium's vector tasks: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``),
 entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar: ``ppo`` (SB3's
 PPO, one shared MinAtar network), ``ppg-e1`` (PPG, ``arch="dual"``, one policy and one value epoch per rollout),
 ``ppg-e4`` (the same with PPO's four), ``ppg-detach`` (PPG, ``arch="detach"``, four) and ``ppg`` (the game's ``ppg.yml``
-entry), all with the same env-side settings, and, when named, ``ppo-long`` (PPO trained for the slowest PPG arm's
+entry), ``ppg-e8`` (``dual``, eight epochs of each) and ``ppo-e8`` (PPO with eight epochs, ``ppg-e8``'s control), all
+with the same env-side settings, and, when named, ``ppo-long`` (PPO trained for the slowest PPG arm's
 time). On Procgen (``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's ``ppg.yml`` entry, 64 envs),
 ``ppg-detach`` (the same with ``arch="detach"``) and ``ppo-reference`` (the paper's PPO baseline,
 ``procgen_ppo_reference.yml``), each as packaged. On the RL Zoo's partially observed tasks (``CartPoleNoVel-v1``, ...):
@@ -47,7 +48,7 @@ THRESHOLDS = {
     "LunarLanderNoVel-v3": 200.0,
 }
 
-MINATAR_ARMS = ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8")
+MINATAR_ARMS = ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8")
 # PPO trained for as long as the slowest PPG arm (compare.py --train-seconds), for the equal-compute comparison; run
 # only when named, as its budget comes from the other arms' runs
 MINATAR_LONG_ARM = "ppo-long"
@@ -83,6 +84,9 @@ MINATAR_PPG_ARMS: dict[str, tuple[str, int]] = {
     "ppg-detach": ("detach", 4),
     "ppg-e8": ("dual", 8),
 }
+# PPO with as many policy epochs as a PPG arm that makes more than PPO's 4 (control arm: PPO arm), so that more
+# sample reuse alone cannot make that arm look better than PPO
+MINATAR_PPO_CONTROLS: dict[str, str] = {"ppo-e8": "ppg-e8"}
 # The arm that benchmarks/minatar_entry.py chose over MINATAR_ENVS: every MinAtar game's ppg.yml entry (the ``ppg`` arm)
 MINATAR_ENTRY_ARM = "ppg-e4"
 # A cap on episode length (MinAtar has none), so that a policy that never loses cannot stall an evaluation
@@ -239,9 +243,11 @@ def minatar_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | No
     # MinAtar's reference network: the heads sit straight on its 128 features
     policy_kwargs: dict[str, Any] = dict(features_extractor_class=MinAtarCNN, net_arch=[])
     hyperparams = dict(MINATAR_SHARED)
-    if arm in ("ppo", MINATAR_LONG_ARM):
+    if arm in ("ppo", MINATAR_LONG_ARM, *MINATAR_PPO_CONTROLS):
         algo = "PPO"
         policy_kwargs["share_features_extractor"] = True
+        if arm in MINATAR_PPO_CONTROLS:
+            hyperparams["n_epochs"] = MINATAR_PPG_ARMS[MINATAR_PPO_CONTROLS[arm]][1]
     elif arm in MINATAR_PPG_ARMS:
         algo = "PPG"
         policy_kwargs["arch"], epochs = MINATAR_PPG_ARMS[arm]

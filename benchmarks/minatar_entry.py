@@ -2,12 +2,18 @@
 The one MinAtar entry, chosen from the committed runs by the rule that ``benchmarks/README.md`` fixed before them:
 
     python benchmarks/minatar_entry.py
+    python benchmarks/minatar_entry.py --write-docs docs/guide/benchmarks.md
+
 
 For each PPG arm and game: the arm's mean final return over its seeds divided by ``ppo``'s, and its training time
 per env step divided by ``ppo``'s (CPU time when every run of the game has it). The first table is the per-game
 results the docs quote (final mean ± std over seeds, Mann-Whitney p against ``ppo``, cost). The entry is the arm
 with the highest geometric mean of the return ratios over the games; an arm within ``--tolerance`` of it that costs
-less (geometric mean of the cost ratios) wins instead. An arm without runs on every game is not a candidate.
+less (geometric mean of the cost ratios) wins instead. An arm without runs on every game is not a candidate. A last
+table, once its runs exist, sets each PPG arm that makes more policy epochs than PPO against PPO with as many.
+
+``--write-docs`` replaces the output quoted between the page's ``<!-- minatar_entry: start -->`` and
+``<!-- minatar_entry: end -->`` comments with the output over the results folder.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ from pathlib import Path
 # Run as a script: the repository root holds the benchmarks package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.configs import MINATAR_ENVS, MINATAR_HELD_OUT, MINATAR_PPG_ARMS
+from benchmarks.configs import MINATAR_ENVS, MINATAR_HELD_OUT, MINATAR_PPG_ARMS, MINATAR_PPO_CONTROLS
 from benchmarks.files import Row, read_rows, run_files
 from benchmarks.report import group_runs, mann_whitney_p, mean_std, summarize_curves, training_clock
 
 BASELINE = "ppo"
+DOCS_START, DOCS_END = "<!-- minatar_entry: start -->\n", "<!-- minatar_entry: end -->"
 
 
 @dataclass
@@ -147,6 +154,36 @@ def render_games(rows_by_game: Mapping[str, Sequence[Row]], arms: Sequence[str])
     return "\n".join(lines) + "\n"
 
 
+def render_controls(rows_by_game: Mapping[str, Sequence[Row]]) -> str:
+    """
+    Each PPG arm that makes more policy epochs than PPO against its control, PPO with as many (``MINATAR_PPO_CONTROLS``),
+    per game with runs of both, over the seeds both have: their finals (mean ± std), the ratio of the means and the
+    Mann-Whitney p. Empty before the first control run.
+
+    :param rows_by_game: every run of each game
+    """
+    lines = []
+    for control, ppg_arm in MINATAR_PPO_CONTROLS.items():
+        for game, rows in rows_by_game.items():
+            runs = group_runs(rows)
+            shared = sorted(set(runs.get(control, {})) & set(runs.get(ppg_arm, {})))
+            if not shared:
+                continue
+            ppg_finals, control_finals = (
+                [float(runs[arm][seed][-1]["eval_mean"]) for seed in shared] for arm in (ppg_arm, control)
+            )
+            ratio = statistics.fmean(ppg_finals) / statistics.fmean(control_finals)
+            name = game.removeprefix("MinAtar/").removesuffix("-v1")
+            lines.append(
+                f"| {name} | `{ppg_arm}` against `{control}` | {len(shared)} | {mean_std(ppg_finals)} | "
+                f"{mean_std(control_finals)} | {ratio:.2f} | {mann_whitney_p(ppg_finals, control_finals):.3f} |"
+            )
+    if not lines:
+        return ""
+    header = ["| game | arms | seeds | PPG final | PPO final | ratio | p |", "|---|---|---|---|---|---|---|"]
+    return "\n".join(header + lines) + "\n"
+
+
 def render(results: Results, games: Sequence[str], chosen: str, scores: Scores, seeds: int, arms: Sequence[str]) -> str:
     """
     The table of ratios per arm and game, the geometric means and the choice, in markdown; the choice is provisional
@@ -182,11 +219,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="results folder")
     parser.add_argument("--tolerance", type=float, default=0.05, help="how far below the best a cheaper arm may be")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per arm and game before the choice is final")
+    parser.add_argument("--write-docs", type=Path, help="a docs page whose quoted output to replace with this one")
     args = parser.parse_args(argv)
     if not 0 <= args.tolerance < 1:
         parser.error(f"--tolerance must be in [0, 1), got {args.tolerance}")
-    print(entry_report(Path(args.out), args.tolerance, args.seeds), end="")
+    report = entry_report(Path(args.out), args.tolerance, args.seeds)
+    if args.write_docs is not None:
+        args.write_docs.write_text(quote_in_page(args.write_docs.read_text(), report))
+    print(report, end="")
     return 0
+
+
+def quote_in_page(page: str, report: str) -> str:
+    """
+    :param page: a docs page with one ``DOCS_START`` ... ``DOCS_END`` block
+    :param report: the script's output
+    :return: the page with the block's contents replaced by ``report``
+    """
+    if page.count(DOCS_START) != 1 or page.count(DOCS_END) != 1 or page.index(DOCS_START) > page.index(DOCS_END):
+        raise ValueError(f"the page needs one {DOCS_START.strip()} ... {DOCS_END} block")
+    before, rest = page.split(DOCS_START)
+    _, after = rest.split(DOCS_END)
+    return before + DOCS_START + report + DOCS_END + after
 
 
 def entry_report(out: Path, tolerance: float = 0.05, seeds: int = 5) -> str:
@@ -201,8 +255,10 @@ def entry_report(out: Path, tolerance: float = 0.05, seeds: int = 5) -> str:
     # The held-out game is in the table, never in the choice
     rows_by_game = {game: read_rows(run_files(out, game)) for game in (*MINATAR_ENVS, MINATAR_HELD_OUT)}
     chosen, results, scores = choose_entry(rows_by_game, tolerance)
-    games = render_games(rows_by_game, [*MINATAR_PPG_ARMS, "ppg"])
-    return games + "\n" + render(results, MINATAR_ENVS, chosen, scores, seeds, list(MINATAR_PPG_ARMS))
+    games = render_games(rows_by_game, [*MINATAR_PPG_ARMS, *MINATAR_PPO_CONTROLS, "ppg"])
+    controls = render_controls(rows_by_game)
+    report = games + "\n" + render(results, MINATAR_ENVS, chosen, scores, seeds, list(MINATAR_PPG_ARMS))
+    return report + ("\n" + controls if controls else "")
 
 
 def choose_entry(rows_by_game: Mapping[str, Sequence[Row]], tolerance: float = 0.05) -> tuple[str, Results, Scores]:

@@ -291,7 +291,7 @@ def test_minatar_arms_share_the_env_side_settings() -> None:
     from sb3_ppg.common.torch_layers import MinAtarCNN
 
     args = parse_args(["--env", "MinAtar/SpaceInvaders-v1", "--ppg", "n_aux_epochs=2"])
-    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8")
+    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8")
     fixed_arms = [arm for arm in args.arms if arm != "ppg"]  # ppg is ppg.yml's entry, pinned in test_configs
     configs = {arm: arm_config(arm, args.env, args.ppg_overrides) for arm in fixed_arms}
     shared = ("n_steps", "batch_size", "gamma", "gae_lambda", "learning_rate", "ent_coef", "clip_range")
@@ -303,6 +303,9 @@ def test_minatar_arms_share_the_env_side_settings() -> None:
     assert configs["ppo"]["algo"] == "PPO" and configs["ppo"]["hyperparams"]["policy_kwargs"]["share_features_extractor"]
     assert configs["ppo"]["hyperparams"]["n_epochs"] == 4
     assert "n_aux_epochs" not in configs["ppo"]["hyperparams"]
+    # ppg-e8's control: PPO itself, but for as many policy epochs as ppg-e8 makes
+    assert {**configs["ppo-e8"]["hyperparams"], "n_epochs": 4} == configs["ppo"]["hyperparams"]
+    assert configs["ppo-e8"]["hyperparams"]["n_epochs"] == configs["ppg-e8"]["hyperparams"]["n_epochs"] == 8
     for arm, arch, epochs in (("ppg-e1", "dual", 1), ("ppg-e4", "dual", 4), ("ppg-detach", "detach", 4)):
         hyperparams = configs[arm]["hyperparams"]
         assert configs[arm]["algo"] == "PPG" and hyperparams["policy_kwargs"]["arch"] == arch
@@ -320,7 +323,7 @@ def test_minatar_end_to_end(tmp_path: Path) -> None:
     assert "Overriding environment" not in result.stderr  # MinAtar is registered once per process
     with open(tmp_path / f"{env}.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    arms = ["ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8"]
+    arms = ["ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8"]
     assert [(row["algo"], int(row["timesteps"])) for row in rows] == [(arm, 8192) for arm in arms]
     markdown = (tmp_path / f"{env}.md").read_text()
     assert "## At equal env steps and at equal training CPU time" in markdown
@@ -474,6 +477,21 @@ def test_the_minatar_entry_rule_by_hand() -> None:
     assert "| y | 2.00, 1.00 (5) | not run | not on every game |" in text
     with pytest.raises(ValueError, match="no ppo runs"):
         game_results(make_rows("ppg-e4", 0, [(300, 10.0, 90.0)]), ["ppg-e4"])
+
+
+def test_the_minatar_control_table_by_hand() -> None:
+    from benchmarks.minatar_entry import render_controls
+
+    # ppg-e8 ends at 10 and 20 on seeds 0 and 1, ppo-e8 at 5 and 15 on seeds 1 and 2: only seed 1 is shared
+    rows = (
+        make_rows("ppg-e8", 0, [(300, 10.0, 90.0)])
+        + make_rows("ppg-e8", 1, [(300, 20.0, 90.0)])
+        + make_rows("ppo-e8", 1, [(300, 5.0, 30.0)])
+        + make_rows("ppo-e8", 2, [(300, 15.0, 30.0)])
+    )
+    table = render_controls({"MinAtar/Breakout-v1": rows, "MinAtar/Freeway-v1": make_rows("ppo", 0, [(300, 1.0, 1.0)])})
+    assert table.splitlines()[2:] == ["| Breakout | `ppg-e8` against `ppo-e8` | 1 | 20.0 ± 0.0 | 5.0 ± 0.0 | 4.00 | 1.000 |"]
+    assert render_controls({"MinAtar/Freeway-v1": rows[:2]}) == ""
 
 
 def test_the_minatar_games_table_by_hand() -> None:
@@ -631,10 +649,21 @@ def test_the_minatar_sweep_needs_the_main_benchmark_first(tmp_path: Path, capsys
 
 
 def test_the_docs_quote_the_minatar_entry_script_over_the_committed_runs() -> None:
-    from benchmarks.minatar_entry import entry_report
+    from benchmarks.minatar_entry import entry_report, quote_in_page
 
-    # Regenerate with `python benchmarks/minatar_entry.py` whenever MinAtar run files are added
-    assert entry_report(ROOT / "benchmarks" / "results") in (ROOT / "docs" / "guide" / "benchmarks.md").read_text()
+    # Regenerate with `python benchmarks/minatar_entry.py --write-docs docs/guide/benchmarks.md` when runs land
+    page = (ROOT / "docs" / "guide" / "benchmarks.md").read_text()
+    assert quote_in_page(page, entry_report(ROOT / "benchmarks" / "results")) == page
+
+
+def test_the_minatar_entry_script_replaces_only_its_block_of_a_page() -> None:
+    from benchmarks.minatar_entry import DOCS_END, DOCS_START, quote_in_page
+
+    page = f"intro\n{DOCS_START}old\n{DOCS_END}\nafter\n"
+    assert quote_in_page(page, "new\n") == f"intro\n{DOCS_START}new\n{DOCS_END}\nafter\n"
+    for broken in ("no block\n", page + DOCS_START, f"{DOCS_END}\n{DOCS_START}"):
+        with pytest.raises(ValueError, match="the page needs one"):
+            quote_in_page(broken, "new\n")
 
 
 def test_the_committed_minatar_runs_choose_the_packaged_entry() -> None:
