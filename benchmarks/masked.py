@@ -85,7 +85,7 @@ def render_markdown(name: str, threshold: float, rows: list[Row], args: argparse
         f"SB3-Contrib's `InvalidActionEnvDiscrete(dim={args.dim}, n_invalid_actions={args.invalid})`: reward 1 when "
         f"the action is the observed state, 100 steps an episode (return at most 100), {args.invalid} of the "
         f"{args.dim} actions masked at each step. Threshold: {threshold:g}. Evaluations every {args.eval_freq} steps, "
-        f"{args.eval_episodes} deterministic episodes with masks. Final eval: mean ± std over seeds of each seed's "
+        f"{args.eval_episodes} deterministic episodes with masks. Final eval: mean ± population std over seeds of each seed's "
         "last evaluation. Medians to threshold count a seed that never reached it as infinity. One run at a time, "
         "one thread.",
         "",

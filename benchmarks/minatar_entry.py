@@ -7,7 +7,7 @@ The one MinAtar entry, chosen from the committed runs by the rule that ``benchma
 
 For each PPG arm and game: the arm's mean final return over its seeds divided by ``ppo``'s, and its training time
 per env step divided by ``ppo``'s (CPU time when every run of the game has it). The first table is the per-game
-results the docs quote (final mean ± std over seeds, Mann-Whitney p against ``ppo``, cost). The entry is the arm
+results the docs quote (final mean ± population std over seeds, Mann-Whitney p against ``ppo``, cost). The entry is the arm
 with the highest geometric mean of the return ratios over the games; an arm within ``--tolerance`` of it that costs
 less (geometric mean of the cost ratios) wins instead. An arm without runs on every game is not a candidate. A last
 table, once its runs exist, sets each PPG arm that makes more policy epochs than PPO against PPO with as many.
@@ -128,8 +128,9 @@ def choose(results: Results, games: Sequence[str], tolerance: float) -> tuple[st
 
 def render_games(rows_by_game: Mapping[str, Sequence[Row]], arms: Sequence[str]) -> str:
     """
-    Per game, ``ppo`` and then each arm with runs: seeds, final return (mean ± std over seeds), the Mann-Whitney p of
-    the finals against ``ppo``'s, and the cost (training time per env step over ``ppo``'s, on the game's clock).
+    Per game, ``ppo`` and then each arm with runs: seeds, final return (mean ± population std over seeds), the
+    Mann-Whitney p of the finals against ``ppo``'s, and the cost (training time per env step over ``ppo``'s, on the
+    game's clock).
 
     :param rows_by_game: every run of each game
     :param arms: the arms after ``ppo``, in table order

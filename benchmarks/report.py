@@ -138,7 +138,7 @@ def render_markdown(
     lines = [
         f"# {env_id}: {'RecurrentPPG vs RecurrentPPO' if is_recurrent(env_id) else 'PPG vs PPO'}",
         "",
-        f"Threshold: {threshold:g}. {measure}Final eval: mean ± std over seeds of each seed's last evaluation. "
+        f"Threshold: {threshold:g}. {measure}Final eval: mean ± population std over seeds of each seed's last evaluation. "
         "Medians to threshold count a seed that never reached it as infinity.",
         "",
         *_threshold_table(summaries, "to threshold"),
