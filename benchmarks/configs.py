@@ -4,16 +4,16 @@ The arms of the benchmark and their settings.
 On gymnasium's vector tasks: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``), ``ppo`` (rl_zoo3's own ``ppo.yml``
 entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar: ``ppo`` (SB3's
 PPO, one shared MinAtar network), ``ppg-e1`` (PPG, ``arch="dual"``, one policy and one value epoch per rollout),
-``ppg-e4`` (the same with PPO's four), ``ppg-detach`` (PPG, ``arch="detach"``, four) and ``ppg`` (the game's ``ppg.yml``
-entry), ``ppg-e8`` (``dual``, eight epochs of each) and ``ppo-e8`` (PPO with eight epochs, ``ppg-e8``'s control), all
-with the same env-side settings, and, when named, ``ppo-long`` (PPO trained for the slowest PPG arm's
-time). On Procgen (``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's ``ppg.yml`` entry, 64 envs),
-``ppg-detach`` (the same with ``arch="detach"``) and ``ppo-reference`` (the paper's PPO baseline,
-``procgen_ppo_reference.yml``), each as packaged. On the RL Zoo's partially observed tasks (``CartPoleNoVel-v1``, ...):
-``ppg-lstm`` (RecurrentPPG, the env's entry of sb3_ppg's ``ppg_lstm.yml``), ``ppo-lstm`` (SB3-Contrib's RecurrentPPO,
-rl_zoo3's own ``ppo_lstm.yml`` entry) and ``ppo-lstm-ppg-epochs`` (the same with as many epochs as PPG's actor makes
-over each sample, ``n_epochs + n_aux_epochs`` of the ``ppg_lstm.yml`` entry, so that more sample reuse alone cannot
-make PPG look better).
+``ppg-e4`` (the same with PPO's four), ``ppg-detach`` (PPG, ``arch="detach"``, four), ``ppg`` (the game's
+``ppg.yml`` entry), ``ppg-e8`` (``dual``, eight epochs of each), ``ppo-e8`` (PPO with eight epochs) and ``ppo-dual``
+(PPO with separate actor and critic trunks), all with the same env-side settings, and, when named, ``ppo-long`` (PPO
+trained for the slowest PPG arm's time). On Procgen (``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's
+``ppg.yml`` entry, 64 envs), ``ppg-detach`` (the same with ``arch="detach"``) and ``ppo-reference`` (the paper's PPO
+baseline, ``procgen_ppo_reference.yml``), each as packaged. On the RL Zoo's partially observed tasks
+(``CartPoleNoVel-v1``, ...): ``ppg-lstm`` (RecurrentPPG, the env's entry of sb3_ppg's ``ppg_lstm.yml``),
+``ppo-lstm`` (SB3-Contrib's RecurrentPPO, rl_zoo3's own ``ppo_lstm.yml`` entry) and ``ppo-lstm-ppg-epochs`` (the
+same with as many epochs as PPG's actor makes over each sample, ``n_epochs + n_aux_epochs`` of the ``ppg_lstm.yml``
+entry, so that more sample reuse alone cannot make PPG look better).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ THRESHOLDS = {
     "LunarLanderNoVel-v3": 200.0,
 }
 
-MINATAR_ARMS = ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8")
+MINATAR_ARMS = ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8", "ppo-dual")
 # PPO trained for as long as the slowest PPG arm (compare.py --train-seconds), for the equal-compute comparison; run
 # only when named, as its budget comes from the other arms' runs
 MINATAR_LONG_ARM = "ppo-long"
@@ -84,9 +84,14 @@ MINATAR_PPG_ARMS: dict[str, tuple[str, int]] = {
     "ppg-detach": ("detach", 4),
     "ppg-e8": ("dual", 8),
 }
-# PPO with as many policy epochs as a PPG arm that makes more than PPO's 4 (control arm: PPO arm), so that more
-# sample reuse alone cannot make that arm look better than PPO
-MINATAR_PPO_CONTROLS: dict[str, str] = {"ppo-e8": "ppg-e8"}
+# PPO arms that each give PPO one thing a PPG arm has besides its aux phase: control arm -> (that PPG arm, PPO's
+# changed settings). ``ppo-e8`` makes ``ppg-e8``'s 8 epochs, so more sample reuse alone cannot make it look better
+# than PPO; ``ppo-dual`` has separate actor and critic trunks as ``dual`` does, so that ``ppg-e4`` against it
+# measures the aux phase alone
+MINATAR_PPO_CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ppo-e8": ("ppg-e8", {"n_epochs": 8}),
+    "ppo-dual": ("ppg-e4", {"policy_kwargs": {"share_features_extractor": False}}),
+}
 # The arm that benchmarks/minatar_entry.py chose over MINATAR_ENVS: every MinAtar game's ppg.yml entry (the ``ppg`` arm)
 MINATAR_ENTRY_ARM = "ppg-e4"
 # A cap on episode length (MinAtar has none), so that a policy that never loses cannot stall an evaluation
@@ -247,7 +252,9 @@ def minatar_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | No
         algo = "PPO"
         policy_kwargs["share_features_extractor"] = True
         if arm in MINATAR_PPO_CONTROLS:
-            hyperparams["n_epochs"] = MINATAR_PPG_ARMS[MINATAR_PPO_CONTROLS[arm]][1]
+            changes = dict(MINATAR_PPO_CONTROLS[arm][1])
+            policy_kwargs.update(changes.pop("policy_kwargs", {}))
+            hyperparams.update(changes)
     elif arm in MINATAR_PPG_ARMS:
         algo = "PPG"
         policy_kwargs["arch"], epochs = MINATAR_PPG_ARMS[arm]

@@ -10,7 +10,8 @@ per env step divided by ``ppo``'s (CPU time when every run of the game has it). 
 results the docs quote (final mean ± population std over seeds, Mann-Whitney p against ``ppo``, cost). The entry is the arm
 with the highest geometric mean of the return ratios over the games; an arm within ``--tolerance`` of it that costs
 less (geometric mean of the cost ratios) wins instead. An arm without runs on every game is not a candidate. A last
-table, once its runs exist, sets each PPG arm that makes more policy epochs than PPO against PPO with as many.
+table, once its runs exist, sets PPG arms against their controls: PPO with as many epochs (``ppo-e8``), PPO with
+separate actor and critic trunks (``ppo-dual``).
 
 ``--write-docs`` replaces the output quoted between the page's ``<!-- minatar_entry: start -->`` and
 ``<!-- minatar_entry: end -->`` comments with the output over the results folder.
@@ -157,14 +158,14 @@ def render_games(rows_by_game: Mapping[str, Sequence[Row]], arms: Sequence[str])
 
 def render_controls(rows_by_game: Mapping[str, Sequence[Row]]) -> str:
     """
-    Each PPG arm that makes more policy epochs than PPO against its control, PPO with as many (``MINATAR_PPO_CONTROLS``),
-    per game with runs of both, over the seeds both have: their finals (mean ± std), the ratio of the means and the
-    Mann-Whitney p. Empty before the first control run.
+    Each PPG arm against its control, PPO given what that arm has besides its aux phase (``MINATAR_PPO_CONTROLS``),
+    per game with runs of both, over the seeds both have: their finals (mean ± population std), the ratio of the means
+    and the Mann-Whitney p. Empty before the first control run.
 
     :param rows_by_game: every run of each game
     """
     lines = []
-    for control, ppg_arm in MINATAR_PPO_CONTROLS.items():
+    for control, (ppg_arm, _) in MINATAR_PPO_CONTROLS.items():
         for game, rows in rows_by_game.items():
             runs = group_runs(rows)
             shared = sorted(set(runs.get(control, {})) & set(runs.get(ppg_arm, {})))

@@ -291,7 +291,7 @@ def test_minatar_arms_share_the_env_side_settings() -> None:
     from sb3_ppg.common.torch_layers import MinAtarCNN
 
     args = parse_args(["--env", "MinAtar/SpaceInvaders-v1", "--ppg", "n_aux_epochs=2"])
-    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8")
+    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8", "ppo-dual")
     fixed_arms = [arm for arm in args.arms if arm != "ppg"]  # ppg is ppg.yml's entry, pinned in test_configs
     configs = {arm: arm_config(arm, args.env, args.ppg_overrides) for arm in fixed_arms}
     shared = ("n_steps", "batch_size", "gamma", "gae_lambda", "learning_rate", "ent_coef", "clip_range")
@@ -306,6 +306,10 @@ def test_minatar_arms_share_the_env_side_settings() -> None:
     # ppg-e8's control: PPO itself, but for as many policy epochs as ppg-e8 makes
     assert {**configs["ppo-e8"]["hyperparams"], "n_epochs": 4} == configs["ppo"]["hyperparams"]
     assert configs["ppo-e8"]["hyperparams"]["n_epochs"] == configs["ppg-e8"]["hyperparams"]["n_epochs"] == 8
+    # ppg-e4 against ppo-dual is the aux phase alone: PPO with separate actor and critic trunks, nothing else changed
+    dual = configs["ppo-dual"]["hyperparams"]
+    assert dual["policy_kwargs"]["share_features_extractor"] is False and configs["ppo-dual"]["algo"] == "PPO"
+    assert {**dual, "policy_kwargs": configs["ppo"]["hyperparams"]["policy_kwargs"]} == configs["ppo"]["hyperparams"]
     for arm, arch, epochs in (("ppg-e1", "dual", 1), ("ppg-e4", "dual", 4), ("ppg-detach", "detach", 4)):
         hyperparams = configs[arm]["hyperparams"]
         assert configs[arm]["algo"] == "PPG" and hyperparams["policy_kwargs"]["arch"] == arch
@@ -323,7 +327,7 @@ def test_minatar_end_to_end(tmp_path: Path) -> None:
     assert "Overriding environment" not in result.stderr  # MinAtar is registered once per process
     with open(tmp_path / f"{env}.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    arms = ["ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8"]
+    arms = ["ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8", "ppo-dual"]
     assert [(row["algo"], int(row["timesteps"])) for row in rows] == [(arm, 8192) for arm in arms]
     markdown = (tmp_path / f"{env}.md").read_text()
     assert "## At equal env steps and at equal training CPU time" in markdown
