@@ -48,7 +48,7 @@ from benchmarks.configs import (
 )
 from benchmarks.files import COLUMNS, Row, atomic_write, read_rows, run_files, run_is_complete, run_path, write_rows
 from benchmarks.report import ArmSummary, build_reports, group_runs, plot, render_markdown, steps_to_threshold, summarize
-from benchmarks.runner import Evaluate, learn_with_evaluations, run_one
+from benchmarks.runner import Evaluate, die_with_parent, learn_with_evaluations, run_one
 
 __all__ = [
     "ARMS",
@@ -189,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"Running {len(todo)} runs on {args.env} ({args.timesteps} steps; timed arms: their time), {args.jobs} at once",
             flush=True,
         )
-        with ProcessPoolExecutor(max_workers=min(args.jobs, len(todo)), mp_context=get_context("spawn")) as pool:
+        workers = min(args.jobs, len(todo))
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=die_with_parent) as pool:
             futures: dict[Future[int], tuple[str, int]] = {}
             for arm, seed in todo:
                 timesteps, train_seconds = arm_budget(args, arm)

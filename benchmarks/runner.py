@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
+import signal
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -15,6 +18,16 @@ from benchmarks.configs import arm_config, is_procgen, is_recurrent
 from benchmarks.files import Row, run_path, write_rows
 
 Evaluate = Callable[[], tuple[float, float]]
+
+
+def die_with_parent() -> None:
+    """
+    A pool worker's initializer: on Linux, the worker gets SIGTERM when the process that started it ends, so that a
+    stopped ``compare.py`` never leaves a run going on unseen beside the next one (and skewing its timing).
+    """
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def build_model(config: dict[str, Any], env_id: str, seed: int) -> Any:

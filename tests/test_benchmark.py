@@ -678,3 +678,41 @@ def test_the_committed_minatar_runs_choose_the_packaged_entry() -> None:
     out = ROOT / "benchmarks" / "results"
     chosen, _, _ = choose_entry({game: read_rows(run_files(out, game)) for game in MINATAR_ENVS})
     assert chosen == MINATAR_ENTRY_ARM
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_run_ends_with_the_compare_process_that_started_it(tmp_path: Path) -> None:
+    # A stopped queue must not leave its run going on unseen beside the next one, skewing both runs' times
+    import os
+    import signal
+    import time
+
+    parent = f"""
+import sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+sys.path.insert(0, {str(ROOT)!r})
+from benchmarks.runner import die_with_parent
+with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=die_with_parent) as pool:
+    print(pool.submit(__import__("os").getpid).result(), flush=True)
+    pool.submit(time.sleep, 60)
+    time.sleep(60)
+"""
+    process = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        worker = int(process.stdout.readline())
+        os.kill(worker, 0)  # alive
+        process.kill()
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            # Gone, or a zombie that no init has reaped yet
+            stat = Path(f"/proc/{worker}/stat")
+            if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+            time.sleep(0.1)
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the pool worker outlived the process that started it")
+    finally:
+        process.kill()
