@@ -210,10 +210,17 @@ def render(results: Results, games: Sequence[str], chosen: str, scores: Scores, 
     timed = ", ".join(game.removeprefix("MinAtar/").removesuffix("-v1") for game in cost_games(results, games))
     lines.append("")
     lines.append(f"Ratios over the seeds each arm shares with {BASELINE}; the cost's geometric mean is over {timed}.")
-    # An arm still without runs on some game keeps the choice open: steps 1 and 2 weigh every main arm
-    if min(results[game][arm].seeds if arm in results[game] else 0 for game in games for arm in arms) < seeds:
+    if not is_final(results, games, arms, seeds):
         return "\n".join(lines) + f"\n\nProvisional (fewer than {seeds} seeds somewhere): `{chosen}`.\n"
     return "\n".join(lines) + f"\n\nChosen: `{chosen}`.\n"
+
+
+def is_final(results: Results, games: Sequence[str], arms: Sequence[str], seeds: int) -> bool:
+    """
+    Whether every one of ``arms`` (the main PPG arms) has ``seeds`` seeds in common with the baseline on every game:
+    an arm still short of them somewhere keeps the choice open, as steps 1 and 2 weigh every main arm.
+    """
+    return min(results[game][arm].seeds if arm in results[game] else 0 for game in games for arm in arms) >= seeds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
