@@ -51,16 +51,20 @@ from tests.conftest import SMALL
             dict(env_segment_minibatches=True, batch_size=64),
             r"aux_batch_size \(32\) must be a multiple of n_steps \(64\)",
         ),
-        (
-            dict(aux_batch_size=129),
-            r"aux_batch_size must be between 1 and the aux buffer size n_policy_iterations \* n_steps \* n_envs = "
-            r"2 \* 64 \* 1 = 128; got 129",
-        ),
     ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PPG("MlpPolicy", "CartPole-v1", **{**SMALL, **kwargs})
+
+
+def test_aux_batch_size_above_the_aux_buffer_warns_and_uses_it_whole():
+    # As PPO with a batch_size above n_steps * n_envs: a warning, then one minibatch per aux epoch
+    with pytest.warns(UserWarning, match=r"aux_batch_size of 129.*2 \* 64 \* 1 = 128 states.*one minibatch of 128"):
+        model = PPG("MlpPolicy", "CartPole-v1", **{**SMALL, "aux_batch_size": 129})
+    model.learn(2 * 64)
+    assert model._n_aux_phases == 1
+    assert model._n_aux_updates == model.n_aux_epochs
 
 
 def test_schedules_are_accepted_where_documented():

@@ -62,7 +62,9 @@ class PPG(AuxBufferPersistence):
     :param n_policy_iterations: N_pi, number of rollouts between two auxiliary phases; the aux buffer holds
         n_policy_iterations * n_steps * n_envs states
     :param n_aux_epochs: E_aux, number of epochs over the aux buffer in each auxiliary phase (0: no aux phase)
-    :param aux_batch_size: Minibatch size of the auxiliary phase, at most n_policy_iterations * n_steps * n_envs
+    :param aux_batch_size: Minibatch size of the auxiliary phase. Above the aux buffer's n_policy_iterations *
+        n_steps * n_envs states, each aux epoch is one minibatch of the whole buffer (with a warning, as PPO's
+        ``batch_size``)
     :param aux_learning_rate: The learning rate of the aux optimizer, a float or a schedule of the progress
         remaining; None (default) uses ``learning_rate``
     :param beta_clone: Weight of the behaviour cloning term KL(pi_old || pi) in the aux phase
@@ -258,10 +260,12 @@ class PPG(AuxBufferPersistence):
         )
         aux_capacity = self.aux_buffer.buffer_size * self.n_envs
         if self.n_aux_epochs > 0 and self.aux_batch_size > aux_capacity:
-            raise ValueError(
-                f"aux_batch_size must be between 1 and the aux buffer size "
+            # As PPO does with a batch_size above its rollout: one (truncated) minibatch, said out loud
+            warnings.warn(
+                f"You have specified an aux_batch_size of {self.aux_batch_size}, but the aux buffer holds "
                 f"n_policy_iterations * n_steps * n_envs = {self.n_policy_iterations} * {self.n_steps} * {self.n_envs} "
-                f"= {aux_capacity}; got {self.aux_batch_size}"
+                f"= {aux_capacity} states, so every aux epoch is one minibatch of {aux_capacity}. We recommend an "
+                f"aux_batch_size of at most {aux_capacity}."
             )
         if self.env_segment_minibatches:
             aux_batch_size = self.aux_batch_size if self.n_aux_epochs > 0 else None

@@ -51,20 +51,21 @@ def resolve_recurrent_arch(
             "trunk and LSTM that both losses train), 'detach' (SB3-Contrib's shared_lstm=True) or 'dual' (separate "
             "features extractors and LSTMs)"
         )
+    arch_source = "arch"
     if arch is None and shared_lstm is not None:
-        arch = "detach" if shared_lstm else "dual"
+        arch, arch_source = "detach" if shared_lstm else "dual", f"shared_lstm={shared_lstm}, that is arch"
     if arch is None and enable_critic_lstm is not None:
         arch = "dual" if enable_critic_lstm else "detach"
     arch = resolve_arch(arch, share_features_extractor)
     if shared_lstm is not None and shared_lstm != (arch == "detach"):
         raise ValueError(
-            f"arch={arch!r} contradicts shared_lstm={shared_lstm}: SB3-Contrib's shared_lstm=True gives the critic the "
-            "actor's LSTM output detached, which is arch='detach'; shared_lstm=False is arch='dual'. "
+            f"{arch_source}={arch!r} contradicts shared_lstm={shared_lstm}: SB3-Contrib's shared_lstm=True gives the "
+            "critic the actor's LSTM output detached, which is arch='detach'; shared_lstm=False is arch='dual'. "
             "For one LSTM that both losses train, pass arch='shared' alone"
         )
     if enable_critic_lstm is not None and enable_critic_lstm != (arch == "dual"):
         raise ValueError(
-            f"arch={arch!r} contradicts enable_critic_lstm={enable_critic_lstm}: the critic has its own LSTM with "
+            f"{arch_source}={arch!r} contradicts enable_critic_lstm={enable_critic_lstm}: the critic has its own LSTM with "
             "arch='dual' only (enable_critic_lstm=True), and reads the actor's with 'shared' and 'detach' "
             "(enable_critic_lstm=False); a critic without an LSTM is not offered. Pass only arch"
         )
