@@ -113,5 +113,14 @@ def test_env_segment_minibatches_accept_whole_columns_and_ignore_an_unused_aux_b
 
 
 def test_truncated_minibatch_warns_as_ppo_does():
-    with pytest.warns(UserWarning, match=r"n_steps \* n_envs = 64, every epoch ends with a truncated mini-batch of size 1"):
+    # SB3's test_ppo_warnings matches this sentence
+    with pytest.warns(UserWarning, match="there will be a truncated mini-batch of size 1"):
         PPG("MlpPolicy", "CartPole-v1", **{**SMALL, "batch_size": 63})
+
+
+@pytest.mark.parametrize("normalize_advantage", [True, "minibatch", "rollout"])
+def test_a_one_state_rollout_is_refused_when_advantages_are_standardised(normalize_advantage):
+    # As PPO: one standardised advantage carries no signal
+    with pytest.raises(ValueError, match=r"n_steps \* n_envs must be greater than 1 .*got n_steps=1 and n_envs=1"):
+        PPG("MlpPolicy", "Pendulum-v1", **{**SMALL, "n_steps": 1, "batch_size": 2}, normalize_advantage=normalize_advantage)
+    PPG("MlpPolicy", "Pendulum-v1", **{**SMALL, "n_steps": 1, "batch_size": 1}, normalize_advantage=False)

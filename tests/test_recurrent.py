@@ -514,6 +514,16 @@ def test_bad_input_is_refused_naming_the_argument():
     # SB3-Contrib's own conflicting pair (its test_check): the message names the flag the arch came from
     with pytest.raises(ValueError, match=r"shared_lstm=True, that is arch='detach' contradicts enable_critic_lstm=True"):
         RecurrentPPG("MlpLstmPolicy", "CartPole-v1", **small(policy_kwargs=dict(shared_lstm=True, enable_critic_lstm=True)))
+    with pytest.raises(
+        ValueError, match=r"shared_lstm=True, that is arch='detach' contradicts share_features_extractor=False"
+    ):
+        flags = dict(shared_lstm=True, enable_critic_lstm=False, share_features_extractor=False)
+        RecurrentPPG("MlpLstmPolicy", "CartPole-v1", **small(policy_kwargs=flags))
+    with pytest.raises(
+        ValueError, match=r"enable_critic_lstm=True, that is arch='dual' contradicts share_features_extractor=True"
+    ):
+        flags = dict(enable_critic_lstm=True, share_features_extractor=True)
+        RecurrentPPG("MlpLstmPolicy", "CartPole-v1", **small(policy_kwargs=flags))
     with pytest.raises(ValueError, match="rollout_buffer_class"):
         RecurrentPPG("MlpLstmPolicy", "CartPole-v1", **small(rollout_buffer_class=object))
     with pytest.raises(ValueError, match="env_segment_minibatches must be False"):

@@ -167,8 +167,11 @@ def test_resumed_without_the_aux_buffer_warns_once_and_starts_a_fresh_cycle(tmp_
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _, phases, saved = _run_with_interruption(tmp_path, n_pi + 1, interrupt=True, load_buffer=False)
-    messages = [str(warning.message) for warning in caught if "aux buffer was not loaded" in str(warning.message)]
+    not_loaded = [warning for warning in caught if "aux buffer was not loaded" in str(warning.message)]
+    messages = [str(warning.message) for warning in not_loaded]
     assert len(messages) == 1
+    # Reported at the user's learn() call (here, this file), not inside SB3
+    assert not_loaded[0].filename == __file__
     assert "1 of 3 rollouts" in messages[0]
     # A fresh cycle from the rollout after the load: its aux phase comes N_pi rollouts later, over N_pi full rollouts
     timesteps, n_samples, states = phases[0]

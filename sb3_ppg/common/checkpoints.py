@@ -17,6 +17,7 @@ import io
 import json
 import os
 import pathlib
+import sys
 import warnings
 import zipfile
 import zlib
@@ -402,5 +403,14 @@ def warn_aux_buffer_not_loaded(steps: int, n_steps: int, n_policy_iterations: in
         f"so the next aux phase comes after {n_policy_iterations} more rollouts. To continue the cycle instead, "
         "save the buffer with save_aux_buffer (or PPGCheckpointCallback(save_replay_buffer=True)) and load it "
         "after the model.",
-        stacklevel=3,
+        stacklevel=_user_stacklevel(),
     )
+
+
+def _user_stacklevel() -> int:
+    """:return: the ``stacklevel`` that points a warning at its caller's first frame outside the RL libraries"""
+    libraries = ("sb3_ppg", "stable_baselines3", "sb3_contrib")
+    frame, level = sys._getframe(1), 1  # the frame that calls ``warnings.warn``
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").partition(".")[0] in libraries:
+        frame, level = frame.f_back, level + 1
+    return level

@@ -20,12 +20,13 @@ from sb3_ppg.common.torch_layers import ImpalaCNN, MinAtarCNN, normed_init_
 ARCHS = ("dual", "shared", "detach")
 
 
-def resolve_arch(arch: str | None, share_features_extractor: bool | None) -> str:
+def resolve_arch(arch: str | None, share_features_extractor: bool | None, arch_source: str = "arch") -> str:
     """
     The architecture a policy gets from its ``arch`` and SB3's ``share_features_extractor`` arguments.
 
     :param arch: "dual", "shared", "detach" or None
     :param share_features_extractor: SB3's flag; False means "dual", True means "shared" (or "detach"), None: unset
+    :param arch_source: what the error messages call ``arch``: the argument, or the flag it was read from
     :return: the architecture; "dual" when both are unset
     """
     if arch is None:
@@ -34,7 +35,7 @@ def resolve_arch(arch: str | None, share_features_extractor: bool | None) -> str
         raise ValueError(f"arch must be one of {', '.join(repr(name) for name in ARCHS)}; got {arch!r}")
     if share_features_extractor is not None and share_features_extractor != (arch != "dual"):
         raise ValueError(
-            f"arch={arch!r} contradicts share_features_extractor={share_features_extractor}: "
+            f"{arch_source}={arch!r} contradicts share_features_extractor={share_features_extractor}: "
             f"'dual' has disjoint trunks (share_features_extractor=False), 'shared' and 'detach' one trunk "
             "(share_features_extractor=True); pass only one of the two"
         )

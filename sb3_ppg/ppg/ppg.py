@@ -208,11 +208,21 @@ class PPG(AuxBufferPersistence):
         )
         if self.env is not None:
             rollout_size = self.env.num_envs * n_steps
+            if rollout_size == 1 and normalize_advantage:
+                # PPO refuses it too: one advantage standardised is 0 (or NaN)
+                raise ValueError(
+                    f"n_steps * n_envs must be greater than 1 when normalize_advantage is on; got n_steps={n_steps} "
+                    f"and n_envs={self.env.num_envs}"
+                )
             if rollout_size % batch_size > 0:
+                # SB3's PPO's wording, so that filters on it catch PPG's too
                 warnings.warn(
-                    f"You have specified a mini-batch size of {batch_size}, but because the rollout buffer is of size "
-                    f"n_steps * n_envs = {rollout_size}, every epoch ends with a truncated mini-batch of size "
-                    f"{rollout_size % batch_size}. We recommend a batch_size that is a factor of n_steps * n_envs."
+                    f"You have specified a mini-batch size of {batch_size},"
+                    f" but because the `RolloutBuffer` is of size `n_steps * n_envs = {rollout_size}`,"
+                    f" after every {rollout_size // batch_size} untruncated mini-batches,"
+                    f" there will be a truncated mini-batch of size {rollout_size % batch_size}\n"
+                    f"We recommend using a `batch_size` that is a factor of `n_steps * n_envs`.\n"
+                    f"Info: (n_steps={n_steps} and n_envs={self.env.num_envs})"
                 )
         self.batch_size = batch_size
         self.n_epochs = n_epochs

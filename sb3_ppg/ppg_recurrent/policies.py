@@ -56,7 +56,8 @@ def resolve_recurrent_arch(
         arch, arch_source = "detach" if shared_lstm else "dual", f"shared_lstm={shared_lstm}, that is arch"
     if arch is None and enable_critic_lstm is not None:
         arch = "dual" if enable_critic_lstm else "detach"
-    arch = resolve_arch(arch, share_features_extractor)
+        arch_source = f"enable_critic_lstm={enable_critic_lstm}, that is arch"
+    arch = resolve_arch(arch, share_features_extractor, arch_source)
     if shared_lstm is not None and shared_lstm != (arch == "detach"):
         raise ValueError(
             f"{arch_source}={arch!r} contradicts shared_lstm={shared_lstm}: SB3-Contrib's shared_lstm=True gives the "
