@@ -11,7 +11,9 @@ results the docs quote (final mean ± population std over seeds, Mann-Whitney p 
 with the highest geometric mean of the return ratios over the games; an arm within ``--tolerance`` of it that costs
 less (geometric mean of the cost ratios) wins instead. An arm without runs on every game is not a candidate. A last
 table, once its runs exist, sets PPG arms against their controls: PPO with as many epochs (``ppo-e8``), PPO with
-separate actor and critic trunks (``ppo-dual``).
+separate actor and critic trunks (``ppo-dual``). Then PPO's settings (``ppo`` and the controls) go through the same
+rule, and PPG's choice is set against PPO's on every game, Seaquest included: the fair head-to-head, since PPG's
+arms were chosen from several while ``ppo`` was never tuned.
 
 ``--write-docs`` replaces the output quoted between the page's ``<!-- minatar_entry: start -->`` and
 ``<!-- minatar_entry: end -->`` comments with the output over the results folder.
@@ -30,7 +32,7 @@ from pathlib import Path
 # Run as a script: the repository root holds the benchmarks package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.configs import MINATAR_ENVS, MINATAR_HELD_OUT, MINATAR_PPG_ARMS, MINATAR_PPO_CONTROLS
+from benchmarks.configs import MINATAR_ENTRY_ARM, MINATAR_ENVS, MINATAR_HELD_OUT, MINATAR_PPG_ARMS, MINATAR_PPO_CONTROLS
 from benchmarks.files import Row, read_rows, run_files
 from benchmarks.report import group_runs, mann_whitney_p, mean_std, summarize_curves, training_clock
 
@@ -156,34 +158,69 @@ def render_games(rows_by_game: Mapping[str, Sequence[Row]], arms: Sequence[str])
     return "\n".join(lines) + "\n"
 
 
-def render_controls(rows_by_game: Mapping[str, Sequence[Row]]) -> str:
+def pair_lines(rows_by_game: Mapping[str, Sequence[Row]], ppg_arm: str, ppo_arm: str) -> list[str]:
     """
-    Each PPG arm against its control, PPO given what that arm has besides its aux phase (``MINATAR_PPO_CONTROLS``),
-    per game with runs of both, over the seeds both have: their finals (mean ± population std), the ratio of the means
-    and the Mann-Whitney p. Empty before the first control run.
+    ``ppg_arm`` against ``ppo_arm``, one markdown row per game with runs of both, over the seeds both have: their
+    finals (mean ± population std), the ratio of the means and the Mann-Whitney p. On a game without runs named
+    ``ppg_arm``, the packaged entry's arm is read from its ``ppg`` runs (the same model, weight for weight).
 
     :param rows_by_game: every run of each game
     """
     lines = []
-    for control, (ppg_arm, _) in MINATAR_PPO_CONTROLS.items():
-        for game, rows in rows_by_game.items():
-            runs = group_runs(rows)
-            shared = sorted(set(runs.get(control, {})) & set(runs.get(ppg_arm, {})))
-            if not shared:
-                continue
-            ppg_finals, control_finals = (
-                [float(runs[arm][seed][-1]["eval_mean"]) for seed in shared] for arm in (ppg_arm, control)
-            )
-            ratio = statistics.fmean(ppg_finals) / statistics.fmean(control_finals)
-            name = game.removeprefix("MinAtar/").removesuffix("-v1")
-            lines.append(
-                f"| {name} | `{ppg_arm}` against `{control}` | {len(shared)} | {mean_std(ppg_finals)} | "
-                f"{mean_std(control_finals)} | {ratio:.2f} | {mann_whitney_p(ppg_finals, control_finals):.3f} |"
-            )
-    if not lines:
+    for game, rows in rows_by_game.items():
+        runs = group_runs(rows)
+        name_here = "ppg" if ppg_arm not in runs and ppg_arm == MINATAR_ENTRY_ARM else ppg_arm
+        shared = sorted(set(runs.get(ppo_arm, {})) & set(runs.get(name_here, {})))
+        if not shared:
+            continue
+        ppg_finals, ppo_finals = ([float(runs[arm][seed][-1]["eval_mean"]) for seed in shared] for arm in (name_here, ppo_arm))
+        ratio = statistics.fmean(ppg_finals) / statistics.fmean(ppo_finals)
+        name = game.removeprefix("MinAtar/").removesuffix("-v1")
+        lines.append(
+            f"| {name} | `{name_here}` against `{ppo_arm}` | {len(shared)} | {mean_std(ppg_finals)} | "
+            f"{mean_std(ppo_finals)} | {ratio:.2f} | {mann_whitney_p(ppg_finals, ppo_finals):.3f} |"
+        )
+    return lines
+
+
+PAIR_HEADER = ["| game | arms | seeds | PPG final | PPO final | ratio | p |", "|---|---|---|---|---|---|---|"]
+
+
+def render_controls(rows_by_game: Mapping[str, Sequence[Row]]) -> str:
+    """
+    Each PPG arm against its control, PPO given what that arm has besides its aux phase (``MINATAR_PPO_CONTROLS``),
+    per game with runs of both (see :func:`pair_lines`). Empty before the first control run.
+
+    :param rows_by_game: every run of each game
+    """
+    lines = [
+        line for control, (ppg_arm, _) in MINATAR_PPO_CONTROLS.items() for line in pair_lines(rows_by_game, ppg_arm, control)
+    ]
+    return "\n".join(PAIR_HEADER + lines) + "\n" if lines else ""
+
+
+def render_ppo_choice(rows_by_game: Mapping[str, Sequence[Row]], ppg_choice: str, tolerance: float, seeds: int) -> str:
+    """
+    PPO's settings (``ppo`` and its controls) put through the same rule as PPG's arms, and the PPG choice against
+    the PPO choice on every game, the held-out one included: PPG's arms were chosen from five and a sweep, so
+    ``ppo`` alone, never tuned, would flatter them. Empty before the first control run.
+
+    :param rows_by_game: every run of each game
+    :param ppg_choice: the rule's choice among PPG's arms
+    :param tolerance: how far below the best a cheaper setting may be
+    :param seeds: seeds per setting and game before the choice is final
+    """
+    settings = [BASELINE, *MINATAR_PPO_CONTROLS]
+    results = {game: game_results(rows_by_game[game], settings) for game in MINATAR_ENVS}
+    if not any(control in results[game] for game in MINATAR_ENVS for control in MINATAR_PPO_CONTROLS):
         return ""
-    header = ["| game | arms | seeds | PPG final | PPO final | ratio | p |", "|---|---|---|---|---|---|---|"]
-    return "\n".join(header + lines) + "\n"
+    chosen, scores = choose(results, MINATAR_ENVS, tolerance)
+    table = render(results, MINATAR_ENVS, chosen, scores, seeds, settings)
+    if MINATAR_PPO_CONTROLS.get(chosen, ("", {}))[0] == ppg_choice:
+        pairs = f"`{ppg_choice}` against `{chosen}`: its rows in the table of controls above.\n"
+    else:
+        pairs = "\n" + "\n".join(PAIR_HEADER + pair_lines(rows_by_game, ppg_choice, chosen)) + "\n"
+    return f"PPO's settings through the same rule:\n\n{table}\nPPG's choice against PPO's: {pairs}"
 
 
 def render(results: Results, games: Sequence[str], chosen: str, scores: Scores, seeds: int, arms: Sequence[str]) -> str:
@@ -265,9 +302,10 @@ def entry_report(out: Path, tolerance: float = 0.05, seeds: int = 5) -> str:
     rows_by_game = {game: read_rows(run_files(out, game)) for game in (*MINATAR_ENVS, MINATAR_HELD_OUT)}
     chosen, results, scores = choose_entry(rows_by_game, tolerance)
     games = render_games(rows_by_game, [*MINATAR_PPG_ARMS, *MINATAR_PPO_CONTROLS, "ppg"])
-    controls = render_controls(rows_by_game)
     report = games + "\n" + render(results, MINATAR_ENVS, chosen, scores, seeds, list(MINATAR_PPG_ARMS))
-    return report + ("\n" + controls if controls else "")
+    for section in (render_controls(rows_by_game), render_ppo_choice(rows_by_game, chosen, tolerance, seeds)):
+        report += "\n" + section if section else ""
+    return report
 
 
 def choose_entry(rows_by_game: Mapping[str, Sequence[Row]], tolerance: float = 0.05) -> tuple[str, Results, Scores]:

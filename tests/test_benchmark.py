@@ -484,6 +484,33 @@ def test_the_minatar_entry_rule_by_hand() -> None:
         game_results(make_rows("ppg-e4", 0, [(300, 10.0, 90.0)]), ["ppg-e4"])
 
 
+def test_ppos_settings_go_through_the_same_rule_by_hand() -> None:
+    from benchmarks.configs import MINATAR_ENVS, MINATAR_HELD_OUT
+    from benchmarks.minatar_entry import render_ppo_choice
+
+    # On every game: ppo ends at 10, ppo-dual at 20 in twice the time, ppo-e8 at 5; PPG's choice, ppg-e1, at 30
+    def game_rows(with_controls: bool) -> list[dict[str, Any]]:
+        rows = make_rows("ppo", 0, [(300, 10.0, 10.0)]) + make_rows("ppg-e1", 0, [(300, 30.0, 40.0)])
+        if with_controls:
+            rows += make_rows("ppo-dual", 0, [(300, 20.0, 20.0)]) + make_rows("ppo-e8", 0, [(300, 5.0, 10.0)])
+        return rows
+
+    rows_by_game = {game: game_rows(True) for game in (*MINATAR_ENVS, MINATAR_HELD_OUT)}
+    text = render_ppo_choice(rows_by_game, "ppg-e1", tolerance=0.05, seeds=1)
+    assert "| ppo-dual | 2.00, 2.00 (1) | 2.00, 2.00 (1) | 2.00, 2.00 (1) | 2.00, 2.00 (1) | 2.00, 2.00 |" in text
+    assert "| ppo-e8 | 0.50, 1.00 (1) |" in text and "Chosen: `ppo-dual`." in text
+    # PPG's choice against PPO's on each game, the held-out one included
+    pair = "`ppg-e1` against `ppo-dual` | 1 | 30.0 ± 0.0 | 20.0 ± 0.0 | 1.50 | 1.000 |"
+    assert [line for line in text.splitlines() if pair in line] == [
+        f"| {game.removeprefix('MinAtar/').removesuffix('-v1')} | {pair}" for game in (*MINATAR_ENVS, MINATAR_HELD_OUT)
+    ]
+    # When PPO's choice is the control of PPG's, its rows are those of the control table
+    assert "`ppg-e4` against `ppo-dual`: its rows in the table of controls above" in render_ppo_choice(
+        rows_by_game, "ppg-e4", 0.05, 1
+    )
+    assert render_ppo_choice({game: game_rows(False) for game in rows_by_game}, "ppg-e1", 0.05, 1) == ""
+
+
 def test_the_minatar_control_table_by_hand() -> None:
     from benchmarks.minatar_entry import render_controls
 
