@@ -587,3 +587,25 @@ def test_sb3_contribs_flags_map_to_the_archs():
     assert arch_of(share_features_extractor=True, shared_lstm=True) == "detach"
     with pytest.raises(ValueError, match=r"share_features_extractor=True alone is ambiguous.*Pass arch instead"):
         arch_of(share_features_extractor=True)
+
+
+@pytest.mark.parametrize(
+    ("arch", "contrib_flags"),
+    [
+        ("dual", dict(shared_lstm=False, enable_critic_lstm=True, share_features_extractor=False)),
+        ("detach", dict(shared_lstm=True, enable_critic_lstm=False)),
+        ("shared", dict(shared_lstm=True, enable_critic_lstm=False)),
+    ],
+)
+def test_every_weight_but_the_aux_head_is_recurrent_ppos_from_the_same_seed(arch, contrib_flags):
+    # The aux head draws from a forked generator, so the pair starts from the same weights and a comparison is paired
+    from sb3_contrib import RecurrentPPO
+
+    kwargs = dict(n_steps=32, batch_size=32, seed=0)
+    lstm = dict(lstm_hidden_size=8, net_arch=[8])
+    ours = RecurrentPPG("MlpLstmPolicy", cartpole(), policy_kwargs=dict(lstm, arch=arch), **kwargs).policy.state_dict()
+    contrib = RecurrentPPO("MlpLstmPolicy", cartpole(), policy_kwargs=dict(lstm, **contrib_flags), **kwargs)
+    theirs = contrib.policy.state_dict()
+    assert set(ours) - set(theirs) == {"aux_value_net.weight", "aux_value_net.bias"}
+    for name, param in theirs.items():
+        assert th.equal(ours[name], param), name

@@ -139,11 +139,10 @@ class RecurrentAuxActorCriticPolicy(AuxActorCriticPolicy, RecurrentActorCriticPo
         self._build_aux_optimizer(lr_schedule)
 
     def _build_mlp_extractor(self) -> None:
-        # SB3-Contrib's extractor on the LSTM's output, then the aux head on its actor latent
+        # SB3-Contrib's extractor on the LSTM's output (the aux head comes later, in _build, from a forked generator)
         RecurrentActorCriticPolicy._build_mlp_extractor(self)
         # Flattened MultiDiscrete observations give a numpy integer, which nn.LSTM (made next) refuses
         self.features_dim = int(self.features_dim)
-        self.aux_value_net = nn.Linear(self.mlp_extractor.latent_dim_pi, 1)
 
     def _critic_modules(self) -> list[nn.Module]:
         modules = super()._critic_modules()
