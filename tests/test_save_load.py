@@ -116,7 +116,7 @@ def test_the_reference_options_are_saved_and_loaded(tmp_path):
 RESUME = dict(SMALL, n_policy_iterations=3, learning_rate=lambda progress: 1e-3 * progress)
 
 
-def _run_with_interruption(tmp_path, rollouts_before, interrupt, load_buffer=True):
+def _run_with_interruption(tmp_path, rollouts_before, interrupt, load_buffer=True, algo=PPG, policy="MlpPolicy"):
     """
     Train ``rollouts_before`` rollouts, then (with ``interrupt``) save and load the model (and its aux buffer) with
     the same env object, reseed, and train one more aux cycle.
@@ -124,14 +124,14 @@ def _run_with_interruption(tmp_path, rollouts_before, interrupt, load_buffer=Tru
     :return: the weights at the end, the aux phases after the interruption, and the aux buffer's states before it
     """
     env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
-    model = PPG("MlpPolicy", env, seed=0, **RESUME)
+    model = algo(policy, env, seed=0, **RESUME)
     rollout = model.n_steps * model.n_envs
     model.learn(rollouts_before * rollout)
     saved_states = np.array(model.aux_buffer.observations[: model.aux_buffer.pos])
     if interrupt:
         model.save(tmp_path / "model.zip")
         model.save_aux_buffer(tmp_path / "aux_buffer.npz")
-        model = PPG.load(tmp_path / "model.zip", env=env, force_reset=False)
+        model = algo.load(tmp_path / "model.zip", env=env, force_reset=False)
         if load_buffer:
             model.load_aux_buffer(tmp_path / "aux_buffer.npz")
     # SB3 saves no RNG state: both runs start from the same one at the interruption point
@@ -159,6 +159,36 @@ def test_resumed_run_matches_the_uninterrupted_one(tmp_path, k):
     assert np.array_equal(states, phases[0][2])
     # Nothing PPG needs was lost: the weights come out bitwise equal
     assert th.equal(resumed_weights, weights)
+
+
+def test_resumed_recurrent_run_matches_the_uninterrupted_one(tmp_path):
+    # Interrupted mid-episode (CartPole's first episodes are about 20 steps): the LSTM states must come back too
+    weights, _, _ = _run_with_interruption(tmp_path, 4, False, algo=RecurrentPPG, policy="MlpLstmPolicy")
+    resumed_weights, _, _ = _run_with_interruption(tmp_path, 4, True, algo=RecurrentPPG, policy="MlpLstmPolicy")
+    assert th.equal(resumed_weights, weights)
+
+
+def test_recurrent_model_and_aux_buffer_files_keep_the_lstm_states_for_a_load_without_reset(tmp_path):
+    env = make_vec_env("CartPole-v1", n_envs=2, seed=0)
+    model = RecurrentPPG("MlpLstmPolicy", env, seed=0, **SMALL)
+    model.learn(3 * model.n_steps * model.n_envs)
+    model.save(tmp_path / "model.zip")
+    model.save_aux_buffer(tmp_path / "aux_buffer.npz")
+    states = model._rollout_memory()
+    assert all(np.abs(state).max() > 0 for state in states.values())
+    kept = RecurrentPPG.load(tmp_path / "model.zip", env=env, force_reset=False)
+    reset = RecurrentPPG.load(tmp_path / "model.zip", env=env)._rollout_memory()
+    from_model_file = kept._rollout_memory()
+    # The aux buffer file holds this process's own states (in multi-process training, each rank's)
+    kept._restore_rollout_memory({})
+    kept.load_aux_buffer(tmp_path / "aux_buffer.npz")
+    for name, state in states.items():
+        assert np.array_equal(from_model_file[name], state), name
+        assert np.array_equal(kept._rollout_memory()[name], state), name
+        assert not reset[name].any(), name
+    # Other envs, without a reset, cannot take the saved states: named, not dropped silently
+    with pytest.raises(ValueError, match=r"saved LSTM states .* load with force_reset=True"):
+        RecurrentPPG.load(tmp_path / "model.zip", env=make_vec_env("CartPole-v1", n_envs=3), force_reset=False)
 
 
 def test_resumed_without_the_aux_buffer_warns_once_and_starts_a_fresh_cycle(tmp_path):

@@ -4,10 +4,10 @@ Saving and loading the aux buffer, and writing files so that a crash during a sa
 An aux buffer file is a zip archive (stored, not compressed) of one ``.npy`` array per entry, in the arrays' own
 dtypes (uint8 images stay uint8), and a ``layout.json`` entry that describes the model it fits, down to its
 ``num_timesteps``. Only the filled part of the buffer is written. The file also holds the rollout position of the
-process that wrote it (its last observations and episode starts, and its recent episodes), which SB3 keeps between
-rollouts: in multi-process training each rank resumes from its own, not from rank 0's in the model file. Arrays
-are streamed in chunks of about :data:`CHUNK_BYTES`, from host or device storage, so saving or loading needs only a
-chunk of extra memory, never a second copy of the buffer.
+process that wrote it (its last observations and episode starts, its recent episodes, and RecurrentPPG's LSTM
+states), which SB3 keeps between rollouts: in multi-process training each rank resumes from its own, not from rank
+0's in the model file. Arrays are streamed in chunks of about :data:`CHUNK_BYTES`, from host or device storage,
+so saving or loading needs only a chunk of extra memory, never a second copy of the buffer.
 """
 
 import contextlib
@@ -69,6 +69,8 @@ class RolloutPosition:
     :param last_original_obs: the unnormalized observations, with ``VecNormalize``
     :param ep_info_buffer: the recent episodes' infos (None: not recorded, as infos with values JSON cannot hold)
     :param ep_success_buffer: the recent episodes' successes
+    :param memory: the policy's recurrent state entering the next rollout, by name (RecurrentPPG's LSTM states);
+        empty for a feed-forward policy
     """
 
     last_obs: Observation
@@ -76,6 +78,7 @@ class RolloutPosition:
     last_original_obs: Observation | None
     ep_info_buffer: list[dict[str, Any]] | None
     ep_success_buffer: list[bool] | None
+    memory: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class AuxBufferFileError(ValueError):
@@ -214,8 +217,12 @@ def save_aux_buffer(
 
 
 def _position_arrays(position: RolloutPosition) -> dict[str, np.ndarray]:
-    """:return: the position's arrays by entry name: ``last_obs``, or ``last_obs/<key>`` for dict observations"""
+    """
+    :return: the position's arrays by entry name: ``last_obs``, or ``last_obs/<key>`` for dict observations, and
+        ``memory/<name>`` for the recurrent state
+    """
     named: dict[str, np.ndarray] = {"last_episode_starts": np.asarray(position.last_episode_starts)}
+    named.update({f"memory/{name}": np.asarray(state) for name, state in position.memory.items()})
     for name, obs in (("last_obs", position.last_obs), ("last_original_obs", position.last_original_obs)):
         if isinstance(obs, dict):
             named.update({f"{name}/{key}": np.asarray(value) for key, value in obs.items()})
@@ -230,11 +237,11 @@ def _read_position(archive: zipfile.ZipFile, recorded: dict[str, Any], path: Pat
         with archive.open(f"{ROLLOUT_PREFIX}{name}.npy") as file:
             arrays[name] = np.load(file, allow_pickle=False)
 
+    def prefixed(name: str) -> dict[str, np.ndarray]:
+        return {entry.split("/", 1)[1]: array for entry, array in arrays.items() if entry.startswith(f"{name}/")}
+
     def observation(name: str) -> Observation | None:
-        if name in arrays:
-            return arrays[name]
-        keys = {entry.split("/", 1)[1]: array for entry, array in arrays.items() if entry.startswith(f"{name}/")}
-        return keys or None
+        return arrays[name] if name in arrays else prefixed(name) or None
 
     last_obs = observation("last_obs")
     if last_obs is None:
@@ -245,6 +252,7 @@ def _read_position(archive: zipfile.ZipFile, recorded: dict[str, Any], path: Pat
         last_original_obs=observation("last_original_obs"),
         ep_info_buffer=recorded["ep_info_buffer"],
         ep_success_buffer=recorded["ep_success_buffer"],
+        memory=prefixed("memory"),
     )
 
 

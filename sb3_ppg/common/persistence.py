@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import gymnasium as gym
+import numpy as np
 import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -34,6 +35,8 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
     _aux_steps_not_loaded: int = 0
     # A loaded model's rollout position is rank 0's (the model file's) until load_aux_buffer gives this rank its own
     _rollout_position_pending: bool = False
+    # The policy's recurrent state when the model was saved (see _rollout_memory), for a load without a reset
+    _saved_rollout_memory: dict[str, np.ndarray] | None = None
 
     @classmethod
     def load(  # type: ignore[override]
@@ -76,8 +79,10 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
                 )
             else:
                 model.set_env(new_env, force_reset=force_reset)
-        # Without a reset, the position is rank 0's (from the file)
+        # Without a reset, the position is rank 0's (from the file); SB3's _setup_model cleared the recurrent state
         model._rollout_position_pending = model._last_obs is not None
+        if model._last_obs is not None:
+            model._restore_rollout_memory(model._saved_rollout_memory or {})
         return model
 
     def save(
@@ -96,6 +101,7 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
         :param include: names of parameters that might be excluded but should be included anyway
         """
         self._saved_aux_cycle_steps = self.aux_buffer.pos
+        self._saved_rollout_memory = self._rollout_memory()
         if distributed.is_main():
             checkpoints.save_atomically(super().save, path, exclude=exclude, include=include)
 
@@ -174,7 +180,15 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
             last_original_obs=self._last_original_obs,
             ep_info_buffer=None if self.ep_info_buffer is None else list(self.ep_info_buffer),
             ep_success_buffer=None if self.ep_success_buffer is None else list(self.ep_success_buffer),
+            memory=self._rollout_memory(),
         )
+
+    def _rollout_memory(self) -> dict[str, np.ndarray]:
+        """:return: the policy's recurrent state entering the next rollout, by name: none for a feed-forward policy"""
+        return {}
+
+    def _restore_rollout_memory(self, memory: dict[str, np.ndarray]) -> None:
+        """Set the recurrent state that :meth:`_rollout_memory` returned (empty: a fresh one); feed-forward: nothing."""
 
     def _restore_rollout_position(self, position: checkpoints.RolloutPosition) -> None:
         self._last_obs = position.last_obs  # type: ignore[assignment]
@@ -183,6 +197,7 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
         # Episodes JSON could not hold are dropped: never another rank's
         self.ep_info_buffer = deque(position.ep_info_buffer or [], maxlen=self._stats_window_size)
         self.ep_success_buffer = deque(position.ep_success_buffer or [], maxlen=self._stats_window_size)
+        self._restore_rollout_memory(position.memory)
 
     def _drop_foreign_rollout_position(self) -> None:
         """
@@ -199,6 +214,7 @@ class AuxBufferPersistence(OnPolicyAlgorithm):
             )
             self._last_obs = None
             self.ep_info_buffer = self.ep_success_buffer = None  # type: ignore[assignment]
+            self._restore_rollout_memory({})
         self._rollout_position_pending = False
 
     def _excluded_save_params(self) -> list[str]:

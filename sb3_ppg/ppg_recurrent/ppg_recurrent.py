@@ -1,5 +1,6 @@
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
@@ -29,6 +30,8 @@ from sb3_ppg.ppg_recurrent.policies import (
 )
 
 SelfRecurrentPPG = TypeVar("SelfRecurrentPPG", bound="RecurrentPPG")
+# The LSTM states a rollout starts from, as saved (actor's hidden and cell state, then the critic's)
+LSTM_STATE_NAMES = ("pi_hidden", "pi_cell", "vf_hidden", "vf_cell")
 
 
 class RecurrentPPG(PPG):
@@ -118,8 +121,7 @@ class RecurrentPPG(PPG):
         super()._setup_model()
         lstm = self.policy.lstm_actor
         state_shape = (lstm.num_layers, self.n_envs, lstm.hidden_size)
-        zeros = [th.zeros(state_shape, device=self.device) for _ in range(4)]
-        self._last_lstm_states = RNNStates((zeros[0], zeros[1]), (zeros[2], zeros[3]))
+        self._restore_rollout_memory({})
         dict_observations = isinstance(self.observation_space, spaces.Dict)
         buffer_class = PackedRecurrentDictRolloutBuffer if dict_observations else PackedRecurrentRolloutBuffer
         # Replaces SB3's feed-forward buffer: the LSTM's shape is known only once the policy is built
@@ -134,6 +136,26 @@ class RecurrentPPG(PPG):
             gae_lambda=self.gae_lambda,
             n_envs=self.n_envs,
         )
+
+    def _rollout_memory(self) -> dict[str, np.ndarray]:
+        states = (*self._last_lstm_states.pi, *self._last_lstm_states.vf)
+        return {name: state.detach().cpu().numpy().copy() for name, state in zip(LSTM_STATE_NAMES, states, strict=True)}
+
+    def _restore_rollout_memory(self, memory: dict[str, np.ndarray]) -> None:
+        # Saved LSTM states let a run resumed without a reset go on mid-episode with its memory; none: zeros
+        lstm = self.policy.lstm_actor
+        shape = (lstm.num_layers, self.n_envs, lstm.hidden_size)
+        if memory and (set(memory) != set(LSTM_STATE_NAMES) or any(state.shape != shape for state in memory.values())):
+            saved = {name: tuple(state.shape) for name, state in memory.items()}
+            raise ValueError(
+                f"RecurrentPPG: the saved LSTM states {saved} do not fit this model's {shape} for each of "
+                f"{', '.join(LSTM_STATE_NAMES)} (n_envs or the LSTM changed); load with force_reset=True"
+            )
+        states = [
+            th.as_tensor(memory[name], device=self.device) if memory else th.zeros(shape, device=self.device)
+            for name in LSTM_STATE_NAMES
+        ]
+        self._last_lstm_states = RNNStates((states[0], states[1]), (states[2], states[3]))
 
     def _aux_buffer_class(self) -> type[AuxRolloutBuffer]:
         return RecurrentDictAuxRolloutBuffer if isinstance(self.observation_space, spaces.Dict) else RecurrentAuxRolloutBuffer
