@@ -93,7 +93,7 @@ MINATAR_PPO_CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
     "ppo-dual": ("ppg-e4", {"policy_kwargs": {"share_features_extractor": False}}),
 }
 # The arm that benchmarks/minatar_entry.py chose over MINATAR_ENVS: every MinAtar game's ppg.yml entry (the ``ppg`` arm)
-MINATAR_ENTRY_ARM = "ppg-e4"
+MINATAR_ENTRY_ARM = "ppg-e8"
 # A cap on episode length (MinAtar has none), so that a policy that never loses cannot stall an evaluation
 MINATAR_MAX_EPISODE_STEPS = 10_000
 

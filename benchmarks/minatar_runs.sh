@@ -3,7 +3,7 @@
 # worker 0 and 1, one per core, or once as worker "all" (every pair, the arms that decide the packaged entry first)
 # when the other core is busy; worker "e8" runs the `ppg-e8` arm of the rule's step 3, and worker "controls" the PPO
 # controls: `ppo-e8` (PPO with `ppg-e8`'s epochs) and `ppo-dual` (PPO with `dual`'s separate trunks); worker
-# "heldout" runs `ppg-e8` and its control `ppo-e8` on Seaquest, the game nothing is chosen on. Each (game, arm)
+# "heldout" runs the entry `ppg` and its control `ppo-e8` on Seaquest, the game nothing is chosen on. Each (game, arm)
 # belongs to one worker, so two never run the same run; the loop resumes from the run files.
 # Usage: bash benchmarks/minatar_runs.sh WORKER [SEEDS] [EXTRA compare.py args]
 set -uo pipefail
@@ -20,8 +20,9 @@ case $worker in
   e8) pairs="Asterix-v1:ppg-e8 Breakout-v1:ppg-e8 Freeway-v1:ppg-e8 SpaceInvaders-v1:ppg-e8" ;;
   controls) pairs="Asterix-v1:ppo-e8 Asterix-v1:ppo-dual Breakout-v1:ppo-e8 Breakout-v1:ppo-dual Freeway-v1:ppo-e8
        Freeway-v1:ppo-dual SpaceInvaders-v1:ppo-e8 SpaceInvaders-v1:ppo-dual" ;;
-  # The held-out check of `ppg-e8`, the provisional choice (the entry `ppg-e4` has its `ppg` runs there)
-  heldout) pairs="Seaquest-v1:ppg-e8 Seaquest-v1:ppo-e8" ;;
+  # The held-out check of the entry (the `ppg` arm, `ppg-e8`'s settings; `ppg-e4`, the entry before it, has its runs
+  # there too) and of its control
+  heldout) pairs="Seaquest-v1:ppg Seaquest-v1:ppo-e8" ;;
   *) echo "worker must be 0, 1, all, e8, controls or heldout, got $worker" >&2; exit 2 ;;
 esac
 for seed_count in $(seq 1 "$seeds"); do

@@ -326,7 +326,7 @@ def test_train_minatar_with_its_packaged_entry(tmp_path):
     model = PPG.load(tmp_path / "logs" / "ppg" / "MinAtar-Breakout-v1_1" / "MinAtar-Breakout-v1.zip", device="cpu")
     assert type(model.policy).__name__ == "AuxActorCriticMinAtarCnnPolicy" and model.policy.arch == "dual"
     # The entry's values, not PPG's defaults (gamma 0.99, lr 3e-4)
-    assert (model.gamma, model.lr_schedule(1.0), model.n_value_epochs) == (0.999, 5e-4, 4)
+    assert (model.gamma, model.lr_schedule(1.0), model.n_epochs, model.n_value_epochs) == (0.999, 5e-4, 8, 8)
     assert model.num_timesteps == 256 and model._n_aux_phases == 1
 
 
