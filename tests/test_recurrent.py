@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -85,15 +86,18 @@ class RolloutRecorder:
         model.aux_buffer.add_rollout = recording_add
 
 
-def rollout_actions_and_log_probs(recorder: RolloutRecorder) -> tuple[th.Tensor, th.Tensor]:
+def rollout_actions_and_log_probs(model: RecurrentPPG, recorder: RolloutRecorder) -> tuple[th.Tensor, th.Tensor]:
     """The recorded actions and log-probs, flat in the aux buffer's order (step by step, env by env)."""
-    actions = th.as_tensor(np.concatenate(recorder.actions)).reshape(-1).long()
+    actions = th.as_tensor(np.concatenate(recorder.actions))
+    # As the rollout buffers give them to train(): Discrete ones a flat long tensor, the others float rows
+    discrete = isinstance(model.action_space, spaces.Discrete)
+    actions = actions.reshape(-1).long() if discrete else actions.flatten(0, 1).float()
     return actions, th.as_tensor(np.concatenate(recorder.log_probs)).reshape(-1)
 
 
 def snapshot_log_probs(model: RecurrentPPG, recorder: RolloutRecorder) -> tuple[th.Tensor, th.Tensor]:
     """The snapshot's log-probs of the actions taken, and those recorded at rollout time, state by state."""
-    actions, rollout = rollout_actions_and_log_probs(recorder)
+    actions, rollout = rollout_actions_and_log_probs(model, recorder)
     params = model.aux_buffer.distribution_params[: len(actions)]
     return distribution_from_params(model.action_space, params).log_prob(actions), rollout
 
@@ -125,7 +129,7 @@ class AuxEpochRecorder:
 
     def log_probs(self, model: RecurrentPPG, recorder: RolloutRecorder) -> tuple[th.Tensor, th.Tensor]:
         """The aux epochs' log-probs of the actions taken, and those recorded at rollout time, state by state."""
-        actions, rollout = rollout_actions_and_log_probs(recorder)
+        actions, rollout = rollout_actions_and_log_probs(model, recorder)
         epochs, rollouts = [], []
         for segments, params in zip(self.segments, self.params, strict=True):
             inds = th.as_tensor(model.aux_buffer._states_of_segments(segments))
@@ -383,7 +387,7 @@ def test_each_arch_shares_and_trains_the_lstms_as_documented(arch):
     assert grad_reaches(policy.lstm_actor)
 
 
-@pytest.mark.parametrize(
+ACTION_SPACE_ENVS = pytest.mark.parametrize(
     "env",
     [
         lambda: envs.IdentityEnv(4),
@@ -393,10 +397,31 @@ def test_each_arch_shares_and_trains_the_lstms_as_documented(arch):
     ],
     ids=["Discrete", "Box", "MultiDiscrete", "MultiBinary"],
 )
-def test_action_spaces_train_through_the_aux_phase(env):
-    model = RecurrentPPG("MlpLstmPolicy", make_vec_env(env, n_envs=2), **small())
+
+
+@ACTION_SPACE_ENVS
+def test_action_spaces_replay_state_by_state_through_the_aux_phase(monkeypatch, env):
+    # Identity episodes last 100 steps: every segment of 8 after the first enters mid-episode, from a stored state
+    model = RecurrentPPG("MlpLstmPolicy", make_vec_env(env, n_envs=2), **short_segments())
+    recorder, aux_epochs = RolloutRecorder(model), AuxEpochRecorder(model, monkeypatch)
+    model.learn(4 * 8 * 2)
+    assert len(aux_epochs.params) == 8
+    snapshot, rollout = snapshot_log_probs(model, recorder)
+    assert th.allclose(snapshot, rollout, atol=1e-5)
+    epochs, rollout = aux_epochs.log_probs(model, recorder)
+    assert len(epochs) == 4 * 8 * 2 * 2
+    assert th.allclose(epochs, rollout, atol=1e-5)
+
+
+@ACTION_SPACE_ENVS
+def test_action_spaces_train_through_the_aux_phase(monkeypatch, env):
+    model = RecurrentPPG("MlpLstmPolicy", make_vec_env(env, n_envs=2), **small(learning_rate=0.01, aux_learning_rate=0.03))
+    aux_epochs = AuxEpochRecorder(model, monkeypatch)
     model.learn(2 * 32 * 2)
     assert model._n_aux_phases == 1
+    assert aux_epochs.kls[0].abs().max().item() == pytest.approx(0.0, abs=1e-6)
+    # Later minibatches see a policy the aux epochs moved, and behaviour cloning pulls it back: a KL above 0
+    assert max(kl.mean().item() for kl in aux_epochs.kls[1:]) > 1e-8
 
 
 def test_envs_in_subprocesses_train_as_envs_in_process():
