@@ -5,15 +5,15 @@ On gymnasium's vector tasks: ``ppg`` (the env's entry of sb3_ppg's ``ppg.yml``),
 entry) and ``ppo-matched`` (PPO with PPG's env-side settings and PPO's own ``n_epochs``). On MinAtar: ``ppo`` (SB3's
 PPO, one shared MinAtar network), ``ppg-e1`` (PPG, ``arch="dual"``, one policy and one value epoch per rollout),
 ``ppg-e4`` (the same with PPO's four), ``ppg-detach`` (PPG, ``arch="detach"``, four), ``ppg`` (the game's
-``ppg.yml`` entry), ``ppg-e8`` (``dual``, eight epochs of each), ``ppo-e8`` (PPO with eight epochs) and ``ppo-dual``
-(PPO with separate actor and critic trunks), all with the same env-side settings, and, when named, ``ppo-long`` (PPO
-trained for the slowest PPG arm's time). On Procgen (``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's
-``ppg.yml`` entry, 64 envs), ``ppg-detach`` (the same with ``arch="detach"``) and ``ppo-reference`` (the paper's PPO
-baseline, ``procgen_ppo_reference.yml``), each as packaged. On the RL Zoo's partially observed tasks
-(``CartPoleNoVel-v1``, ...): ``ppg-lstm`` (RecurrentPPG, the env's entry of sb3_ppg's ``ppg_lstm.yml``),
-``ppo-lstm`` (SB3-Contrib's RecurrentPPO, rl_zoo3's own ``ppo_lstm.yml`` entry) and ``ppo-lstm-ppg-epochs`` (the
-same with as many epochs as PPG's actor makes over each sample, ``n_epochs + n_aux_epochs`` of the ``ppg_lstm.yml``
-entry, so that more sample reuse alone cannot make PPG look better).
+``ppg.yml`` entry), ``ppg-e8`` (``dual``, eight epochs of each), ``ppg-aux2`` (``ppg-e4`` with two aux epochs),
+``ppo-e8`` (PPO with eight epochs) and ``ppo-dual`` (PPO with separate actor and critic trunks), all with the same
+env-side settings, and, when named, ``ppo-long`` (PPO trained for the slowest PPG arm's time). On Procgen
+(``StarpilotHard-v0``, through EnvPool): ``ppg`` (the game's ``ppg.yml`` entry, 64 envs), ``ppg-detach`` (the same
+with ``arch="detach"``) and ``ppo-reference`` (the paper's PPO baseline, ``procgen_ppo_reference.yml``), each as
+packaged. On the RL Zoo's partially observed tasks (``CartPoleNoVel-v1``, ...): ``ppg-lstm`` (RecurrentPPG, the
+env's entry of sb3_ppg's ``ppg_lstm.yml``), ``ppo-lstm`` (SB3-Contrib's RecurrentPPO, rl_zoo3's own ``ppo_lstm.yml``
+entry) and ``ppo-lstm-ppg-epochs`` (the same with as many epochs as PPG's actor makes over each sample, ``n_epochs +
+n_aux_epochs`` of the ``ppg_lstm.yml`` entry, so that more sample reuse alone cannot make PPG look better).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ THRESHOLDS = {
     "LunarLanderNoVel-v3": 200.0,
 }
 
-MINATAR_ARMS = ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8", "ppo-dual")
+MINATAR_ARMS = ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppg-aux2", "ppo-e8", "ppo-dual")
 # PPO trained for as long as the slowest PPG arm (compare.py --train-seconds), for the equal-compute comparison; run
 # only when named, as its budget comes from the other arms' runs
 MINATAR_LONG_ARM = "ppo-long"
@@ -74,15 +74,17 @@ MINATAR_SHARED: dict[str, Any] = dict(
 # aux phase and the separate critic differ; N_pi 16 (the low end of the 16-32 the paper found best; its default is
 # 32) and E_aux 6 as in the paper; aux minibatches as PPO's
 MINATAR_PPG: dict[str, Any] = dict(n_value_epochs=4, n_policy_iterations=16, n_aux_epochs=6, aux_batch_size=1024)
-# The fixed PPG arms: (arch, E_pi = E_V). ``ppg-e1`` is the paper's policy phase, one epoch of each per rollout;
-# ``ppg-e4`` and ``ppg-detach`` reuse each sample as often as PPO does. The ``ppg`` arm is ppg.yml's entry.
-# ``ppg-e8`` is step 3 of the entry rule: E_pi 8 beat ``ppg-e4`` in its one-key sweep on Asterix, so it runs on the
-# four games (its Asterix seeds 0 to 2 are the sweep's runs, whose settings are the same).
-MINATAR_PPG_ARMS: dict[str, tuple[str, int]] = {
-    "ppg-e1": ("dual", 1),
-    "ppg-e4": ("dual", 4),
-    "ppg-detach": ("detach", 4),
-    "ppg-e8": ("dual", 8),
+# The fixed PPG arms: their arch, E_pi (= E_V) and any key of MINATAR_PPG they change. ``ppg-e1`` is the paper's
+# policy phase, one epoch of each per rollout; ``ppg-e4`` and ``ppg-detach`` reuse each sample as often as PPO does.
+# The ``ppg`` arm is ppg.yml's entry. ``ppg-e8`` and ``ppg-aux2`` are step 3 of the entry rule: E_pi 8, then E_aux 2,
+# beat ``ppg-e4`` in its one-key sweep on Asterix, so each runs on the four games (its Asterix seeds 0 to 2 are the
+# sweep's runs, whose settings are the same).
+MINATAR_PPG_ARMS: dict[str, dict[str, Any]] = {
+    "ppg-e1": dict(arch="dual", n_epochs=1),
+    "ppg-e4": dict(arch="dual", n_epochs=4),
+    "ppg-detach": dict(arch="detach", n_epochs=4),
+    "ppg-e8": dict(arch="dual", n_epochs=8),
+    "ppg-aux2": dict(arch="dual", n_epochs=4, n_aux_epochs=2),
 }
 # PPO arms that each give PPO one thing a PPG arm has besides its aux phase: control arm -> (that PPG arm, PPO's
 # changed settings). ``ppo-e8`` makes ``ppg-e8``'s 8 epochs, so more sample reuse alone cannot make it look better
@@ -257,8 +259,9 @@ def minatar_arm_config(arm: str, env_id: str, ppg_overrides: dict[str, Any] | No
             hyperparams.update(changes)
     elif arm in MINATAR_PPG_ARMS:
         algo = "PPG"
-        policy_kwargs["arch"], epochs = MINATAR_PPG_ARMS[arm]
-        hyperparams.update(MINATAR_PPG, n_epochs=epochs, n_value_epochs=epochs)
+        changes = dict(MINATAR_PPG_ARMS[arm])
+        policy_kwargs["arch"], epochs = changes.pop("arch"), changes.pop("n_epochs")
+        hyperparams.update(MINATAR_PPG, n_epochs=epochs, n_value_epochs=epochs, **changes)
         overrides = dict(ppg_overrides or {})
         # Merged, not replaced: the arm's extractor and arch stay unless named (e.g. policy_kwargs={arch: shared})
         policy_kwargs.update(overrides.pop("policy_kwargs", None) or {})

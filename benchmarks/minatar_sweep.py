@@ -81,7 +81,7 @@ def sweep_settings(arm: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]
     if arm not in MINATAR_PPG_ARMS:
         raise ValueError(f"arm must be one of {', '.join(MINATAR_PPG_ARMS)}, got {arm!r}")
     own = arm_values(arm)
-    main_arms = {(arch, epochs): name for name, (arch, epochs) in MINATAR_PPG_ARMS.items()}
+    main_arms = {name: arm_values(name) for name in MINATAR_PPG_ARMS if name != arm}
     to_run: dict[str, dict[str, Any]] = {}
     main: dict[str, str] = {}
     for key, values in SWEEP_VALUES.items():
@@ -90,8 +90,8 @@ def sweep_settings(arm: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]
                 continue
             changed = {**own, key: value}
             name = f"{key}_{value}"
-            other = main_arms.get((changed["arch"], changed["n_epochs"]))
-            if other is not None and key in ("arch", "n_epochs"):
+            other = next((main_arm for main_arm, values in main_arms.items() if values == changed), None)
+            if other is not None:
                 main[name] = other
             else:
                 to_run[name] = overrides_of(key, value)

@@ -291,7 +291,8 @@ def test_minatar_arms_share_the_env_side_settings() -> None:
     from sb3_ppg.common.torch_layers import MinAtarCNN
 
     args = parse_args(["--env", "MinAtar/SpaceInvaders-v1", "--ppg", "n_aux_epochs=2"])
-    assert tuple(args.arms) == MINATAR_ARMS == ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8", "ppo-dual")
+    assert tuple(args.arms) == MINATAR_ARMS
+    assert MINATAR_ARMS == ("ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppg-aux2", "ppo-e8", "ppo-dual")
     fixed_arms = [arm for arm in args.arms if arm != "ppg"]  # ppg is ppg.yml's entry, pinned in test_configs
     configs = {arm: arm_config(arm, args.env, args.ppg_overrides) for arm in fixed_arms}
     shared = ("n_steps", "batch_size", "gamma", "gae_lambda", "learning_rate", "ent_coef", "clip_range")
@@ -310,6 +311,10 @@ def test_minatar_arms_share_the_env_side_settings() -> None:
     dual = configs["ppo-dual"]["hyperparams"]
     assert dual["policy_kwargs"]["share_features_extractor"] is False and configs["ppo-dual"]["algo"] == "PPO"
     assert {**dual, "policy_kwargs": configs["ppo"]["hyperparams"]["policy_kwargs"]} == configs["ppo"]["hyperparams"]
+    # The step-3 arms are ppg-e4 with the one sweep key that beat it changed (here without the --ppg override)
+    e4, e8, aux2 = (arm_config(arm, args.env)["hyperparams"] for arm in ("ppg-e4", "ppg-e8", "ppg-aux2"))
+    assert e4["n_aux_epochs"] == 6 and {**aux2, "n_aux_epochs": 6} == e4
+    assert {**e8, "n_epochs": 4, "n_value_epochs": 4} == e4
     for arm, arch, epochs in (("ppg-e1", "dual", 1), ("ppg-e4", "dual", 4), ("ppg-detach", "detach", 4)):
         hyperparams = configs[arm]["hyperparams"]
         assert configs[arm]["algo"] == "PPG" and hyperparams["policy_kwargs"]["arch"] == arch
@@ -327,7 +332,7 @@ def test_minatar_end_to_end(tmp_path: Path) -> None:
     assert "Overriding environment" not in result.stderr  # MinAtar is registered once per process
     with open(tmp_path / f"{env}.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    arms = ["ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppo-e8", "ppo-dual"]
+    arms = ["ppo", "ppg", "ppg-e1", "ppg-e4", "ppg-detach", "ppg-e8", "ppg-aux2", "ppo-e8", "ppo-dual"]
     assert [(row["algo"], int(row["timesteps"])) for row in rows] == [(arm, 8192) for arm in arms]
     markdown = (tmp_path / f"{env}.md").read_text()
     assert "## At equal env steps and at equal training CPU time" in markdown
@@ -567,9 +572,10 @@ def test_the_minatar_sweep_settings_leave_out_the_arm_and_the_main_arms() -> Non
     from benchmarks.minatar_sweep import sweep_settings
 
     to_run, main = sweep_settings("ppg-e4")
-    assert main == {"n_epochs_1": "ppg-e1", "n_epochs_8": "ppg-e8", "arch_detach": "ppg-detach"}
+    main_arms = {"n_epochs_1": "ppg-e1", "n_epochs_8": "ppg-e8", "n_aux_epochs_2": "ppg-aux2", "arch_detach": "ppg-detach"}
+    assert main == main_arms
     assert list(to_run) == [
-        "n_epochs_2", "n_policy_iterations_4", "n_policy_iterations_32", "n_aux_epochs_2",
+        "n_epochs_2", "n_policy_iterations_4", "n_policy_iterations_32",
         "n_aux_epochs_9", "beta_clone_0.3", "beta_clone_3.0", "aux_batch_size_256", "aux_batch_size_4096", "arch_shared",
     ]  # fmt: skip
     assert to_run["n_epochs_2"] == {"n_epochs": 2, "n_value_epochs": 2}
@@ -577,7 +583,10 @@ def test_the_minatar_sweep_settings_leave_out_the_arm_and_the_main_arms() -> Non
     # detach at E_pi 1 is no main arm, so it runs; dual at E_pi 4 is ppg-e4
     to_run, main = sweep_settings("ppg-detach")
     assert "n_epochs_1" in to_run and "arch_detach" not in to_run and main == {"arch_dual": "ppg-e4"}
-    with pytest.raises(ValueError, match="arm must be one of ppg-e1, ppg-e4, ppg-detach, ppg-e8, got 'ppo'"):
+    # Main arms are matched on every swept key: ppg-aux2 at E_aux 6 is ppg-e4, but at E_pi 8 it is not ppg-e8 (E_aux 6)
+    to_run, main = sweep_settings("ppg-aux2")
+    assert main == {"n_aux_epochs_6": "ppg-e4"} and to_run["n_epochs_8"] == {"n_epochs": 8, "n_value_epochs": 8}
+    with pytest.raises(ValueError, match="arm must be one of ppg-e1, ppg-e4, ppg-detach, ppg-e8, ppg-aux2, got 'ppo'"):
         sweep_settings("ppo")
 
 
@@ -612,10 +621,10 @@ def test_the_minatar_sweep_report_by_hand(tmp_path: Path) -> None:
     from benchmarks.minatar_sweep import main
 
     write_main_minatar_runs(tmp_path)
-    # ppg-e4 is at 4 and 6 (sample std 1.41, population std 1). n_aux_epochs_2 ends 1.2 above it: no. N_pi 32 3
+    # ppg-e4 is at 4 and 6 (sample std 1.41, population std 1). n_aux_epochs_9 ends 1.2 above it: no. N_pi 32 3
     # above: yes, at half the cost. E_pi 2 is 2 above but its own std (5.66) is the larger: no. beta_clone 3 has one
     # seed of two: its ratios are to seed 0 alone. aux batch 256's seed 1 stopped at 1M steps: it does not count.
-    write_setting_runs(tmp_path, "n_aux_epochs_2", [5.9, 6.5])
+    write_setting_runs(tmp_path, "n_aux_epochs_9", [5.9, 6.5])
     write_setting_runs(tmp_path, "n_policy_iterations_32", [8.0, 8.0])
     write_setting_runs(tmp_path, "n_epochs_2", [3.0, 11.0])
     write_setting_runs(tmp_path, "beta_clone_3.0", [7.0])
@@ -623,12 +632,12 @@ def test_the_minatar_sweep_report_by_hand(tmp_path: Path) -> None:
     assert main(["report", "Asterix-v1", "ppg-e4", "--seeds", "2", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "sweeps" / "MinAtar-Asterix" / "ppg-e4.md").read_text()
     assert "`ppg-e4`: 5.0 ± 1.0; `ppo`: 11.0 ± 1.0" in text
-    assert "| n_aux_epochs_2 | 2/2 | 6.2 ± 0.3 | 1.24 | 0.56 | 0.667 | 0.50 | no |" in text
+    assert "| n_aux_epochs_9 | 2/2 | 6.2 ± 0.3 | 1.24 | 0.56 | 0.667 | 0.50 | no |" in text
     assert "| n_policy_iterations_32 | 2/2 | 8.0 ± 0.0 | 1.60 | 0.73 |" in text and text.count("| 0.50 | yes |") == 1
     assert "| n_epochs_2 | 2/2 | 7.0 ± 4.0 | 1.40 | 0.64 | 1.000 | 0.50 | no |" in text
     assert "| beta_clone_3.0 | 1/2 | 7.0 ± 0.0 | 1.75 | 0.70 | 1.000 | 0.50 | incomplete |" in text
     assert "| aux_batch_size_256 | 1/2 | 5.0 ± 0.0 | 1.25 | 0.50 | 1.000 | 0.50 | incomplete |" in text
-    assert "| n_aux_epochs_9 | 0/2 | not run |" in text
+    assert "| arch_shared | 0/2 | not run |" in text and "| n_aux_epochs_2 (`ppg-aux2`) | 0/2 | not run |" in text
     # A main arm that is a setting is shown with its verdict, and never chosen here: steps 1 and 2 weigh it
     assert "| arch_detach (`ppg-detach`) | 2/2 | 10.0 ± 1.0 | 2.00 | 0.91 | 0.333 | 0.50 | yes (steps 1-2) |" in text
 
