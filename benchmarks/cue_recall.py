@@ -8,11 +8,12 @@ flag; naming the cue at the query earns 1 and ends the episode. With a delay nea
 episodes cross a segment boundary, so the LSTM state stored at the segment start is what carries the cue into the
 aux phase's sequences; those states were computed by the policy of their rollout and go stale as it learns.
 
-Arms, all RecurrentPPG with the same settings: ``stored`` (the states stored at collection, the default),
+Arms, all with the same settings: RecurrentPPG with ``stored`` (the states stored at collection, the default),
 ``recompute`` (``recompute_lstm_states=True``: each env's history replayed before each aux phase) and ``no-aux``
-(``n_aux_epochs=0``: no aux phase, the policy phase alone). Each (arm, seed) is evaluated on 200 deterministic
-episodes every ``--eval-freq`` steps and at the end; the return is the share of cues named. Runs are one at a time,
-one thread, and resume from their run files, as in ``compare.py``.
+(``n_aux_epochs=0``: no aux phase, the policy phase alone); and ``feed-forward``, PPG with ``MlpPolicy`` and the same
+hidden layer, which has no memory and so can only guess the cue (the control that the task needs memory). Each
+(arm, seed) is evaluated on 200 deterministic episodes every ``--eval-freq`` steps and at the end; the return is the
+share of cues named. Runs are one at a time, one thread, and resume from their run files, as in ``compare.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from benchmarks.files import Row, run_missing, run_path, write_rows
 from benchmarks.report import group_runs, mann_whitney_p, per_seed_table, steps_to_threshold, write_reports
 from benchmarks.runner import learn_with_evaluations
 
-ARMS = ("stored", "recompute", "no-aux")
+ARMS = ("stored", "recompute", "no-aux", "feed-forward")
 # The learning test's settings (tests/test_learning.py) at a constant learning rate
 SETTINGS: dict[str, Any] = dict(
     n_steps=32,
@@ -53,7 +54,9 @@ ARM_KWARGS: dict[str, dict[str, Any]] = {
     "stored": {},
     "recompute": dict(recompute_lstm_states=True),
     "no-aux": dict(n_aux_epochs=0),
+    "feed-forward": {},
 }
+FEED_FORWARD = "feed-forward"
 N_ENVS = 8
 POLICY_KWARGS = dict(net_arch=[16], lstm_hidden_size=16)
 EVAL_EPISODES = 200
@@ -108,12 +111,16 @@ def run_one(arm: str, delay: int, seed: int, timesteps: int, eval_freq: int, out
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    from sb3_ppg import RecurrentPPG
+    from sb3_ppg import PPG, RecurrentPPG
 
     torch.set_num_threads(1)
     env = make_vec_env(CueRecallEnv, n_envs=N_ENVS, seed=seed, env_kwargs=dict(delay=delay))
     eval_env = make_vec_env(CueRecallEnv, n_envs=1, seed=123, env_kwargs=dict(delay=delay))
-    model = RecurrentPPG("MlpLstmPolicy", env, seed=seed, policy_kwargs=POLICY_KWARGS, **{**SETTINGS, **ARM_KWARGS[arm]})
+    model: PPG | RecurrentPPG
+    if arm == FEED_FORWARD:
+        model = PPG("MlpPolicy", env, seed=seed, policy_kwargs=dict(net_arch=POLICY_KWARGS["net_arch"]), **SETTINGS)
+    else:
+        model = RecurrentPPG("MlpLstmPolicy", env, seed=seed, policy_kwargs=POLICY_KWARGS, **{**SETTINGS, **ARM_KWARGS[arm]})
 
     def evaluate_once() -> tuple[float, float]:
         return evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)  # type: ignore[return-value]
@@ -127,11 +134,12 @@ def render_markdown(name: str, rows: list[Row], args: argparse.Namespace) -> str
     runs = group_runs(rows)
     finals = {arm: [seeds[k][-1]["eval_mean"] for k in sorted(seeds)] for arm, seeds in runs.items()}
     lines = [
-        f"# {name}: RecurrentPPG with stored or recomputed LSTM states",
+        f"# {name}: RecurrentPPG with stored or recomputed LSTM states, and feed-forward PPG",
         "",
         f"`CueRecallEnv(delay={args.delay})`, {N_ENVS} envs, {args.timesteps:,} steps a run. Settings of every arm: "
         f"`{SETTINGS}`, `policy_kwargs={POLICY_KWARGS}`; "
-        + "; ".join(f"{arm}: `{ARM_KWARGS[arm]}`" for arm in ARMS)
+        + "; ".join(f"{arm}: `{ARM_KWARGS[arm]}`" for arm in ARMS if arm != FEED_FORWARD)
+        + f"; {FEED_FORWARD}: PPG, `MlpPolicy`, `net_arch={POLICY_KWARGS['net_arch']}`"
         + f". Final: the share of {EVAL_EPISODES} deterministic episodes whose cue was named, at the end of each "
         f"seed's run. Solved: final at least {SOLVED}. p: two-sided Mann-Whitney U test of the finals against "
         "`stored`'s. CPU s: training only, one thread.",

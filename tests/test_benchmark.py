@@ -443,7 +443,9 @@ def test_cue_recall_benchmark_reports_and_resumes(tmp_path: Path, capsys: pytest
     capsys.readouterr()
     assert cue_recall.main(argv) == 0
     assert capsys.readouterr().out.count("skipped") == 4
-    assert "| no-aux | 2 |" in (tmp_path / "CueRecall-delay2.md").read_text()
+    markdown = (tmp_path / "CueRecall-delay2.md").read_text()
+    assert "| no-aux | 2 |" in markdown and "| feed-forward | 2 |" in markdown
+    assert "feed-forward: PPG, `MlpPolicy`, `net_arch=[16]`" in markdown
     with pytest.raises(SystemExit):
         cue_recall.parse_args(["--seeds", "0"])
 
