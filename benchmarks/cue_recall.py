@@ -54,7 +54,6 @@ ARM_KWARGS: dict[str, dict[str, Any]] = {
     "stored": {},
     "recompute": dict(recompute_lstm_states=True),
     "no-aux": dict(n_aux_epochs=0),
-    "feed-forward": {},
 }
 FEED_FORWARD = "feed-forward"
 N_ENVS = 8
@@ -138,7 +137,7 @@ def render_markdown(name: str, rows: list[Row], args: argparse.Namespace) -> str
         "",
         f"`CueRecallEnv(delay={args.delay})`, {N_ENVS} envs, {args.timesteps:,} steps a run. Settings of every arm: "
         f"`{SETTINGS}`, `policy_kwargs={POLICY_KWARGS}`; "
-        + "; ".join(f"{arm}: `{ARM_KWARGS[arm]}`" for arm in ARMS if arm != FEED_FORWARD)
+        + "; ".join(f"{arm}: `{kwargs}`" for arm, kwargs in ARM_KWARGS.items())
         + f"; {FEED_FORWARD}: PPG, `MlpPolicy`, `net_arch={POLICY_KWARGS['net_arch']}`"
         + f". Final: the share of {EVAL_EPISODES} deterministic episodes whose cue was named, at the end of each "
         f"seed's run. Solved: final at least {SOLVED}. p: two-sided Mann-Whitney U test of the finals against "
