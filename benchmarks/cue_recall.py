@@ -33,7 +33,7 @@ from gymnasium import spaces
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.files import Row, run_missing, run_path, write_rows
-from benchmarks.report import group_runs, mann_whitney_p, per_seed_table, steps_to_threshold, write_reports
+from benchmarks.report import format_p, group_runs, mann_whitney_p, per_seed_table, steps_to_threshold, write_reports
 from benchmarks.runner import learn_with_evaluations
 
 ARMS = ("stored", "recompute", "no-aux", "feed-forward")
@@ -150,7 +150,7 @@ def render_markdown(name: str, rows: list[Row], args: argparse.Namespace) -> str
         seeds = runs[arm]
         steps = [steps_to_threshold(seeds[k], SOLVED)[0] for k in sorted(seeds)]
         solved = sum(final >= SOLVED for final in finals[arm])
-        p_value = "" if arm == "stored" or "stored" not in finals else f"{mann_whitney_p(finals[arm], finals['stored']):.3f}"
+        p_value = "" if arm == "stored" or "stored" not in finals else format_p(mann_whitney_p(finals[arm], finals["stored"]))
         cpu_s = statistics.fmean(seeds[k][-1]["cpu_s"] for k in seeds)
         lines.append(
             f"| {arm} | {len(seeds)} | {statistics.fmean(finals[arm]):.3f} ± {statistics.pstdev(finals[arm]):.3f} "

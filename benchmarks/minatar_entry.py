@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.configs import MINATAR_ENTRY_ARM, MINATAR_ENVS, MINATAR_HELD_OUT, MINATAR_PPG_ARMS, MINATAR_PPO_CONTROLS
 from benchmarks.files import Row, read_rows, run_files
-from benchmarks.report import group_runs, mann_whitney_p, mean_std, summarize_curves, training_clock
+from benchmarks.report import format_p, group_runs, mann_whitney_p, mean_std, summarize_curves, training_clock
 
 BASELINE = "ppo"
 DOCS_START, DOCS_END = "<!-- minatar_entry: start -->\n", "<!-- minatar_entry: end -->"
@@ -148,7 +148,7 @@ def render_games(rows_by_game: Mapping[str, Sequence[Row]], arms: Sequence[str])
             if arm not in summaries:
                 continue
             summary = summaries[arm]
-            p_value = "" if arm == BASELINE or base is None else f"{mann_whitney_p(summary.finals, base.finals):.3f}"
+            p_value = "" if arm == BASELINE or base is None else format_p(mann_whitney_p(summary.finals, base.finals))
             cost = "" if base is None else f"{summary.time_per_step / base.time_per_step:.2f}"
             lines.append(
                 f"| {name} | `{arm}` | {len(summary.finals)} | {mean_std(summary.finals)} | {p_value} | {cost} | "
@@ -178,7 +178,7 @@ def pair_lines(rows_by_game: Mapping[str, Sequence[Row]], ppg_arm: str, ppo_arm:
         name = game.removeprefix("MinAtar/").removesuffix("-v1")
         lines.append(
             f"| {name} | `{name_here}` against `{ppo_arm}` | {len(shared)} | {mean_std(ppg_finals)} | "
-            f"{mean_std(ppo_finals)} | {ratio:.2f} | {mann_whitney_p(ppg_finals, ppo_finals):.3f} |"
+            f"{mean_std(ppo_finals)} | {ratio:.2f} | {format_p(mann_whitney_p(ppg_finals, ppo_finals))} |"
         )
     return lines
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.configs import MINATAR_PPG_ARMS, minatar_arm_config
 from benchmarks.files import Row, read_rows, run_files, run_is_complete, run_path
 from benchmarks.minatar_entry import time_per_step
-from benchmarks.report import group_runs, mann_whitney_p, mean_std
+from benchmarks.report import format_p, group_runs, mann_whitney_p, mean_std
 
 # The values tried for each key; E_pi moves with E_V, as in the main arms
 SWEEP_VALUES: dict[str, tuple[Any, ...]] = {
@@ -225,7 +225,8 @@ def report(out: Path, game: str, arm: str, seeds: int) -> str:
         cost = _ratio(time_per_step([runs[seed] for seed in shared], "cpu_s"), arm_time) if timed else "n/a"
         lines.append(
             f"| {label} | {len(values)}/{seeds} | {mean_std(values)} | {_ratio(mean, own_mean)} | "
-            f"{_ratio(mean, statistics.fmean(base[seed] for seed in shared))} | {mann_whitney_p(values, own_values):.3f} | "
+            f"{_ratio(mean, statistics.fmean(base[seed] for seed in shared))} | "
+            f"{format_p(mann_whitney_p(values, own_values))} | "
             f"{cost} | {beats} |"
         )
     return "\n".join(lines) + "\n"

@@ -264,6 +264,16 @@ def mann_whitney_p(sample: Sequence[float], baseline: Sequence[float]) -> float:
     return float(mannwhitneyu(sample, baseline, alternative="two-sided").pvalue)
 
 
+def format_p(p_value: float) -> str:
+    """
+    A p-value for a report: three decimals, and ``< 0.001`` where three decimals would print a false 0.
+
+    :param p_value: from :func:`mann_whitney_p`
+    :return: the text for a table cell
+    """
+    return "< 0.001" if p_value < 0.0005 else f"{p_value:.3f}"
+
+
 def training_clock(rows: Iterable[Row]) -> str:
     """
     The column that times training in the equal-time comparison: ``cpu_s`` when every row has it (it does not grow
@@ -346,7 +356,7 @@ def render_curves(
     ]
     for arm in arms:
         s = summaries[arm]
-        p_value = "" if base is None or arm == baseline else f"{mann_whitney_p(s.finals, base.finals):.3f}"
+        p_value = "" if base is None or arm == baseline else format_p(mann_whitney_p(s.finals, base.finals))
         ratio = cost = "n/a"
         if base is not None:
             cost = f"{s.time_per_step / base.time_per_step:.2f}"

@@ -248,6 +248,16 @@ def test_mann_whitney_p() -> None:
     assert math.isnan(mann_whitney_p([], [1.0]))
 
 
+def test_format_p_never_prints_a_false_zero() -> None:
+    from benchmarks.report import format_p, mann_whitney_p
+
+    # 10 vs 10 fully separated: exact p = 2 / C(20, 10), about 1.1e-5, which three decimals would round to 0.000
+    assert format_p(mann_whitney_p([float(v) for v in range(10, 20)], [float(v) for v in range(10)])) == "< 0.001"
+    assert format_p(0.0005) == "0.001"
+    assert format_p(0.0423) == "0.042"
+    assert format_p(math.nan) == "nan"
+
+
 def test_curves_at_equal_steps_and_equal_wall_clock() -> None:
     from benchmarks.configs import MINATAR_ARMS
     from benchmarks.report import render_curves, summarize_curves
