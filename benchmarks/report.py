@@ -384,11 +384,12 @@ def render_long_baseline(rows: Iterable[Row], long_rows: Iterable[Row], clock: s
     """
     long_runs = list(group_runs(long_rows).get(long_arm, {}).values())
     time_name = "CPU time" if clock == "cpu_s" else "wall-clock"
+    seeds = f"{len(long_runs)} seed{'s' if len(long_runs) > 1 else ''}"
     lines = [
         f"## PPO given each arm's training {time_name}",
         "",
         f"{long_arm}: PPO with the same settings, trained for about the slowest arm's training time "
-        f"({len(long_runs)} seeds, to {statistics.fmean(run[-1]['timesteps'] for run in long_runs):,.0f} steps on "
+        f"({seeds}, to {statistics.fmean(run[-1]['timesteps'] for run in long_runs):,.0f} steps on "
         f"average). For each arm, its final return against the return {long_arm} had reached within that arm's mean "
         f"training time (its last evaluation by then); n/a when a {long_arm} run ended before that time.",
         "",

@@ -372,7 +372,9 @@ def test_long_ppo_is_read_at_each_arms_training_time() -> None:
     assert "| ppo | 33 | 5.5 ± 0.5 | 5.5 ± 0.5 | 1.00 |" in markdown
     # A long run that ended before an arm's training time cannot stand for PPO given that time
     short_rows = make_rows("ppo-long", 0, [(300, 5.0, 30.0), (900, 8.0, 89.0)])
-    assert "| ppg | 90 | 12.0 ± 2.0 | 8.0 ± 0.0 | n/a |" in render_long_baseline(rows, short_rows, "wall_s")
+    short_markdown = render_long_baseline(rows, short_rows, "wall_s")
+    assert "| ppg | 90 | 12.0 ± 2.0 | 8.0 ± 0.0 | n/a |" in short_markdown
+    assert "(1 seed, to 900 steps on average)" in short_markdown
 
 
 def test_long_ppo_needs_a_time_budget_and_stops_at_it(tmp_path: Path) -> None:
