@@ -46,8 +46,18 @@ from benchmarks.configs import (
     optional_arms,
     zoo_ppo_entry,
 )
-from benchmarks.files import COLUMNS, Row, atomic_write, read_rows, run_files, run_is_complete, run_path, write_rows
-from benchmarks.report import ArmSummary, build_reports, group_runs, plot, render_markdown, steps_to_threshold, summarize
+from benchmarks.files import (
+    COLUMNS,
+    Row,
+    atomic_write,
+    group_runs,
+    read_rows,
+    run_files,
+    run_is_complete,
+    run_path,
+    write_rows,
+)
+from benchmarks.report import ArmSummary, build_reports, plot, render_markdown, steps_to_threshold, summarize
 from benchmarks.runner import Evaluate, die_with_parent, learn_with_evaluations, run_one
 
 __all__ = [

@@ -32,8 +32,9 @@ from gymnasium import spaces
 # Run as a script: the repository root holds the benchmarks package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.files import Row, run_missing, run_path, write_rows
-from benchmarks.report import format_p, group_runs, mann_whitney_p, per_seed_table, steps_to_threshold, write_reports
+from benchmarks.curves import format_p, mann_whitney_p
+from benchmarks.files import Row, group_runs, run_missing, run_path, write_rows
+from benchmarks.report import per_seed_table, steps_to_threshold, write_reports
 from benchmarks.runner import learn_with_evaluations
 
 ARMS = ("stored", "recompute", "no-aux", "feed-forward")

@@ -120,3 +120,14 @@ def run_missing(
     rows = read_rows(run_files(out, name))
     rows.sort(key=lambda row: (order.get(row["algo"], len(arms)), row["algo"], row["seed"], row["timesteps"]))
     return rows
+
+
+def group_runs(rows: Iterable[Row]) -> dict[str, dict[int, list[Row]]]:
+    """Rows grouped by arm then seed, each run sorted by timesteps."""
+    runs: dict[str, dict[int, list[Row]]] = {}
+    for row in rows:
+        runs.setdefault(row["algo"], {}).setdefault(row["seed"], []).append(row)
+    for seeds in runs.values():
+        for run in seeds.values():
+            run.sort(key=lambda row: row["timesteps"])
+    return runs

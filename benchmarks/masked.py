@@ -23,8 +23,8 @@ from typing import Any
 # Run as a script: the repository root holds the benchmarks package
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.files import Row, run_missing, run_path, write_rows
-from benchmarks.report import group_runs, per_seed_table, steps_to_threshold, summarize, write_reports
+from benchmarks.files import Row, group_runs, run_missing, run_path, write_rows
+from benchmarks.report import per_seed_table, steps_to_threshold, summarize, write_reports
 from benchmarks.runner import learn_with_evaluations
 
 ARMS = ("maskable-ppg", "maskable-ppo", "maskable-ppo-4-epochs", "maskable-ppg-no-aux")

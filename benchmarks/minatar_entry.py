@@ -33,8 +33,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.configs import MINATAR_ENTRY_ARM, MINATAR_ENVS, MINATAR_HELD_OUT, MINATAR_PPG_ARMS, MINATAR_PPO_CONTROLS
-from benchmarks.files import Row, read_rows, run_files
-from benchmarks.report import format_p, group_runs, mann_whitney_p, mean_std, summarize_curves, training_clock
+from benchmarks.curves import format_p, mann_whitney_p, mean_std, summarize_curves, training_clock
+from benchmarks.files import Row, group_runs, read_rows, run_files
 
 BASELINE = "ppo"
 DOCS_START, DOCS_END = "<!-- minatar_entry: start -->\n", "<!-- minatar_entry: end -->"

@@ -34,9 +34,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.configs import MINATAR_PPG_ARMS, minatar_arm_config
-from benchmarks.files import Row, read_rows, run_files, run_is_complete, run_path
+from benchmarks.curves import format_p, mann_whitney_p, mean_std
+from benchmarks.files import Row, group_runs, read_rows, run_files, run_is_complete, run_path
 from benchmarks.minatar_entry import time_per_step
-from benchmarks.report import format_p, group_runs, mann_whitney_p, mean_std
 
 # The values tried for each key; E_pi moves with E_V, as in the main arms
 SWEEP_VALUES: dict[str, tuple[Any, ...]] = {

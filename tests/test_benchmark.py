@@ -213,7 +213,7 @@ def curve_rows() -> list[dict[str, Any]]:
 
 
 def test_area_under_curve_is_the_mean_return_over_the_steps() -> None:
-    from benchmarks.report import area_under_curve
+    from benchmarks.curves import area_under_curve
 
     rows = curve_rows()
     # (100 * (1 + 3) / 2 + 100 * (3 + 5) / 2) / 200
@@ -228,7 +228,7 @@ def test_area_under_curve_is_the_mean_return_over_the_steps() -> None:
 
 
 def test_return_at_wall_clock_is_the_last_evaluation_by_then() -> None:
-    from benchmarks.report import return_at_wall_clock
+    from benchmarks.curves import return_at_wall_clock
 
     run = make_rows("ppo", 1, [(100, 2.0, 12.0), (200, 3.0, 24.0), (300, 6.0, 36.0)])
     assert return_at_wall_clock(run, 33.0) == 3.0
@@ -238,7 +238,7 @@ def test_return_at_wall_clock_is_the_last_evaluation_by_then() -> None:
 
 
 def test_mann_whitney_p() -> None:
-    from benchmarks.report import mann_whitney_p
+    from benchmarks.curves import mann_whitney_p
 
     # Exact two-sided: 3 vs 3 fully separated is 2 of the C(6, 3) = 20 orderings
     assert mann_whitney_p([10.0, 12.0, 11.0], [5.0, 8.0, 7.0]) == pytest.approx(0.1)
@@ -249,7 +249,7 @@ def test_mann_whitney_p() -> None:
 
 
 def test_format_p_never_prints_a_false_zero() -> None:
-    from benchmarks.report import format_p, mann_whitney_p
+    from benchmarks.curves import format_p, mann_whitney_p
 
     # 10 vs 10 fully separated: exact p = 2 / C(20, 10), about 1.1e-5, which three decimals would round to 0.000
     assert format_p(mann_whitney_p([float(v) for v in range(10, 20)], [float(v) for v in range(10)])) == "< 0.001"
@@ -260,7 +260,7 @@ def test_format_p_never_prints_a_false_zero() -> None:
 
 def test_curves_at_equal_steps_and_equal_wall_clock() -> None:
     from benchmarks.configs import MINATAR_ARMS
-    from benchmarks.report import render_curves, summarize_curves
+    from benchmarks.curves import render_curves, summarize_curves
 
     budget, summaries = summarize_curves(curve_rows())
     assert budget == 33.0  # ppo's mean of 30 and 36; ppg's is 90, ppg-detach's 58
@@ -280,7 +280,7 @@ def test_curves_at_equal_steps_and_equal_wall_clock() -> None:
 
 def test_curves_at_equal_cpu_time() -> None:
     """CPU seconds time the comparison when every run has them; one run without them falls back to wall-clock."""
-    from benchmarks.report import render_curves, summarize_curves, training_clock
+    from benchmarks.curves import render_curves, summarize_curves, training_clock
 
     rows = curve_rows()
     assert training_clock(rows) == "wall_s"
@@ -358,7 +358,7 @@ def test_speed_refuses_arms_that_procgen_has_not():
 
 def test_long_ppo_is_read_at_each_arms_training_time() -> None:
     """ppo-long's return at each arm's mean training time: ppg trains 90 s, ppo-long had 8 and 12 by then."""
-    from benchmarks.report import render_long_baseline
+    from benchmarks.curves import render_long_baseline
 
     long_rows = make_rows("ppo-long", 0, [(300, 5.0, 30.0), (900, 8.0, 90.0), (1500, 9.0, 150.0)]) + make_rows(
         "ppo-long", 1, [(300, 6.0, 30.0), (900, 12.0, 85.0), (1500, 20.0, 140.0)]
@@ -366,15 +366,28 @@ def test_long_ppo_is_read_at_each_arms_training_time() -> None:
     rows = [row for row in curve_rows() if row["algo"] in ("ppo", "ppg")]
     markdown = render_long_baseline(rows, long_rows, "wall_s")
     assert "2 seeds, to 1,500 steps on average" in markdown
-    # ppg: finals 10 and 14 (12.0) against 8 and 12 (10.0) at 90 s
-    assert "| ppg | 90 | 12.0 ± 2.0 | 10.0 ± 2.0 | 1.20 |" in markdown
-    # ppo: 33 s, when ppo-long had 5 and 6
-    assert "| ppo | 33 | 5.5 ± 0.5 | 5.5 ± 0.5 | 1.00 |" in markdown
+    # ppg: finals 10 and 14 (12.0) against 8 and 12 (10.0) at 90 s; U = 3 of 4 pairs, exact two-sided p = 2 * 2/6;
+    # the steadier reading averages each seed's evaluations by 90 s: (5 + 8) / 2 and (6 + 12) / 2
+    assert "| ppg | 90 | 12.0 ± 2.0 | 10.0 ± 2.0 | 0.667 | 1.20 | 7.8 ± 1.2 |" in markdown
+    # ppo: 33 s, when ppo-long had 5 and 6, its first evaluations
+    assert "| ppo | 33 | 5.5 ± 0.5 | 5.5 ± 0.5 | 1.000 | 1.00 | 5.5 ± 0.5 |" in markdown
     # A long run that ended before an arm's training time cannot stand for PPO given that time
     short_rows = make_rows("ppo-long", 0, [(300, 5.0, 30.0), (900, 8.0, 89.0)])
     short_markdown = render_long_baseline(rows, short_rows, "wall_s")
-    assert "| ppg | 90 | 12.0 ± 2.0 | 8.0 ± 0.0 | n/a |" in short_markdown
+    assert "| ppg | 90 | 12.0 ± 2.0 | 8.0 ± 0.0 | n/a | n/a | 6.5 ± 0.0 |" in short_markdown
     assert "(1 seed, to 900 steps on average)" in short_markdown
+
+
+def test_steady_reading_averages_only_the_last_evaluations_by_then() -> None:
+    """Twelve evaluations, one a second, returns 1 to 12: by 11.5 s the last ten are 2 to 11."""
+    from benchmarks.curves import mean_of_last_evaluations, return_at_wall_clock
+
+    run = make_rows("ppo-long", 0, [(100 * k, float(k), float(k)) for k in range(1, 13)])
+    assert mean_of_last_evaluations(run, 11.5, "wall_s", 10) == 6.5
+    # Fewer evaluations than asked for: all of them; one: the same as the single reading
+    assert mean_of_last_evaluations(run, 3.0, "wall_s", 10) == 2.0
+    assert mean_of_last_evaluations(run, 11.5, "wall_s", 1) == return_at_wall_clock(run, 11.5) == 11.0
+    assert math.isnan(mean_of_last_evaluations(run, 0.5, "wall_s", 10))
 
 
 def test_long_ppo_needs_a_time_budget_and_stops_at_it(tmp_path: Path) -> None:
@@ -563,7 +576,7 @@ def test_the_minatar_games_table_by_hand() -> None:
 
 
 def test_no_return_ratio_against_a_baseline_that_is_not_positive() -> None:
-    from benchmarks.report import render_curves, summarize_curves
+    from benchmarks.curves import render_curves, summarize_curves
 
     # Pendulum-like returns: -200 is better than -1000, so -200 / -1000 = 0.2 would read as a loss
     rows = make_rows("ppo-lstm", 0, [(100, -1000.0, 10.0)]) + make_rows("ppg-lstm", 0, [(100, -200.0, 5.0)])
