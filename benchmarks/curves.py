@@ -74,6 +74,8 @@ def mean_of_last_evaluations(run: Sequence[Row], wall_s: float, clock: str, eval
 
     :return: that mean, ``nan`` when the run had none by then (other arguments as ``evaluations_by``)
     """
+    if evaluations < 1:
+        raise ValueError(f"evaluations must be >= 1, got {evaluations}")
     reached = evaluations_by(run, wall_s, clock)[-evaluations:]
     return statistics.fmean(float(row["eval_mean"]) for row in reached) if reached else math.nan
 

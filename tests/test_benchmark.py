@@ -388,6 +388,9 @@ def test_steady_reading_averages_only_the_last_evaluations_by_then() -> None:
     assert mean_of_last_evaluations(run, 3.0, "wall_s", 10) == 2.0
     assert mean_of_last_evaluations(run, 11.5, "wall_s", 1) == return_at_wall_clock(run, 11.5) == 11.0
     assert math.isnan(mean_of_last_evaluations(run, 0.5, "wall_s", 10))
+    # [-0:] would be every evaluation
+    with pytest.raises(ValueError, match="evaluations must be >= 1, got 0"):
+        mean_of_last_evaluations(run, 11.5, "wall_s", 0)
 
 
 def test_long_ppo_needs_a_time_budget_and_stops_at_it(tmp_path: Path) -> None:
