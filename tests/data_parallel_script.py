@@ -108,6 +108,16 @@ def learn(out: Path) -> None:
         probe=probe,
         actions=model.predict(probe, deterministic=True)[0],
     )
+    # What the exit handler leaves running: gloo's threads must be joined there, while the interpreter is alive
+    rank = distributed.rank()
+    distributed._destroy_process_group()
+    (out / "results" / f"threads{rank}.txt").write_text("\n".join(thread_names()))
+
+
+def thread_names() -> list[str]:
+    """:return: the names of this process's threads (Linux)"""
+    tasks = Path("/proc/self/task")
+    return sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
 
 
 def learn_masked(out: Path) -> None:

@@ -153,6 +153,16 @@ def test_ranks_end_with_bitwise_equal_weights_and_optimizers(learned: Path):
     assert_same_training_state(first, second)
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names come from Linux's /proc")
+def test_the_exit_handler_joins_gloo_threads(learned: Path):
+    # torch.distributed.nn.functional, imported after init, keeps the group alive past destroy_process_group: its
+    # threads would then be torn down at interpreter shutdown, where gloo can abort a rank
+    for rank in range(2):
+        threads = (learned / "results" / f"threads{rank}.txt").read_text().splitlines()
+        assert threads  # the main thread at least
+        assert not [name for name in threads if "gloo" in name], threads
+
+
 def test_maskable_ppg_ranks_end_with_bitwise_equal_weights_and_optimizers(tmp_path: Path):
     run_scenario("learn_masked", tmp_path)
     first, second = rank_results(tmp_path)

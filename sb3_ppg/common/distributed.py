@@ -100,6 +100,11 @@ def setup(device: th.device | str) -> th.device | str:
         backend = choose_backend(device, local_world_size, n_gpus)
         if backend == "nccl":
             th.cuda.set_device(local_rank())
+        # Its functions take the default group as a default argument when imported, and torch's optimizers import it
+        # (through torch._dynamo): imported after init, it would hold the group past destroy_process_group, and
+        # gloo's threads, torn down during interpreter shutdown instead, can abort the process there
+        import torch.distributed.nn.functional  # noqa: F401
+
         dist.init_process_group(backend, timeout=timeout())
         # A group still alive when the interpreter exits can abort it ("terminate called without an active exception")
         atexit.register(_destroy_process_group)
