@@ -103,7 +103,8 @@ def compare_arms(env_id: str, specs: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    """Print the side-by-side report of the arms named on the command line, and write it with ``--write``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True, help="the env id of the run files")
     parser.add_argument("arms", nargs="+", help="FOLDER:ARM or FOLDER:ARM=LABEL; the first is the baseline")
     parser.add_argument("--write", type=Path, default=None, help="also write the report to this file")
