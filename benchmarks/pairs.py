@@ -67,7 +67,7 @@ def render_pairs(summaries: dict[str, CurveSummary], labels: Sequence[str]) -> s
     :return: markdown
     """
     lines = ["## Every pair of arms", "", "Two-sided Mann-Whitney U test of the per-seed values.", ""]
-    lines += ["| arm | against | p, final | p, mean over the run | p, return at the time budget |", "|---|---|---|---|---|"]
+    lines += [f"| arm | against | {' | '.join(f'p, {name}' for name, _ in COMPARED)} |", "|---|---|---|---|---|"]
     for i, first in enumerate(labels):
         for second in labels[i + 1 :]:
             cells = [
